@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine: `make book` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SCALE ?= book
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup book test data bench lint clean
+
+# The virtual environment with the pinned set; rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+setup: $(VENV)/.installed
+
+book: setup  ## execute every chapter with papermill at SCALE (smoke|book|paper) and build the HTML
+	$(PY) book/build.py --scale $(SCALE)
+
+test: setup  ## pytest (includes executing the chapters at smoke scale and building the book)
+	$(PY) -m pytest
+
+data: setup  ## prepare the data sets into data/
+	$(PY) -m mcl data prepare
+
+bench: setup  ## benchmarks: print ratios against peers measured in the same run
+	$(PY) bench/run_all.py
+
+lint: setup
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf _build
