@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SCALE ?= book
 export HF_HUB_OFFLINE ?= 1
+# the offline data mirror, when this checkout has one beside it (CI sets it explicitly)
+export MCL_DATA_MIRROR ?= $(wildcard $(abspath ..)/shared/data)
 
 .PHONY: setup book test data bench lint clean
 

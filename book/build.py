@@ -52,8 +52,17 @@ def library_digest() -> str:
 
 def execute(notebook: Path, output: Path, parameters: dict, env: dict[str, str]) -> None:
     cmd = [
-        sys.executable, "-m", "papermill", str(notebook), str(output), "-k", "python3",
-        "--cwd", str(output.parent), "--log-output", "--no-progress-bar",
+        sys.executable,
+        "-m",
+        "papermill",
+        str(notebook),
+        str(output),
+        "-k",
+        "python3",
+        "--cwd",
+        str(output.parent),
+        "--log-output",
+        "--no-progress-bar",
     ]
     for key, value in parameters.items():
         cmd += ["-p", key, str(value)]
@@ -77,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "book", src / "book", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("*.ipynb", "build.py", "__pycache__"))
+    shutil.copytree(
+        ROOT / "book",
+        src / "book",
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("*.ipynb", "build.py", "__pycache__"),
+    )
 
     env = dict(os.environ, MCL_RESULTS_DIR=str(results), HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
     parameters = {"scale": args.scale, "device": args.device}
@@ -94,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         output = src / f"{chapter}.ipynb"
         key = hashlib.sha256(notebook.read_bytes() + lib.encode() + json.dumps(parameters).encode())
         key_file = cache / f"{name}.key"
-        if not args.force and output.exists() and key_file.exists() \
-                and key_file.read_text() == key.hexdigest():
+        if (
+            not args.force
+            and output.exists()
+            and key_file.exists()
+            and key_file.read_text() == key.hexdigest()
+        ):
             print(f"[book] {name}: inputs unchanged, reusing the executed notebook")
             continue
         print(f"[book] executing {name} at scale={args.scale}", flush=True)
@@ -114,9 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_html:
         return 0
     subprocess.run(
-        [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output", str(out),
-         "-W", "-n", "--keep-going"],
-        check=True, env=env,
+        [
+            str(Path(sys.executable).with_name("jupyter-book")),
+            "build",
+            str(src),
+            "--path-output",
+            str(out),
+            "-W",
+            "-n",
+            "--keep-going",
+        ],
+        check=True,
+        env=env,
     )
     print(f"[book] HTML: {out / '_build' / 'html' / 'index.html'}")
     return 0

@@ -33,6 +33,14 @@ def test_brief_packages_are_pinned():
     pins = pins_in_pyproject()
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
     assert pins["jupyter-book"] == "1.0.4.post1"
-    for name in ("open_clip_torch", "papermill", "ipykernel", "scikit-learn", "matplotlib",
-                 "seaborn", "tqdm", "pytest"):
+    for name in (
+        "open_clip_torch",
+        "papermill",
+        "ipykernel",
+        "scikit-learn",
+        "matplotlib",
+        "seaborn",
+        "tqdm",
+        "pytest",
+    ):
         assert name in pins

@@ -1,0 +1,92 @@
+"""Evaluations on frozen features: linear probes per attribute and kNN accuracy.
+
+AMI between stages' cluster ids lives in :mod:`mcl.cluster` (``ami``, ``ami_matrix``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+
+def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def linear_probe(
+    train_x: torch.Tensor | np.ndarray,
+    train_y: torch.Tensor | np.ndarray,
+    test_x: torch.Tensor | np.ndarray,
+    test_y: torch.Tensor | np.ndarray,
+    *,
+    C: float = 1.0,
+    max_iter: int = 1000,
+) -> float:
+    """Test accuracy of a multinomial logistic regression on standardised frozen features.
+
+    train_x ``[N, D]``, train_y int ``[N]``; the scaler is fit on the training split only.
+    ``C`` is the inverse L2 strength (scikit-learn's).
+    """
+    if not C > 0:
+        raise ValueError(f"C={C} must be > 0")
+    train_x, test_x = _numpy(train_x), _numpy(test_x)
+    train_y, test_y = _numpy(train_y), _numpy(test_y)
+    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
+        raise ValueError(
+            f"features and labels differ in length: {len(train_x)} vs {len(train_y)}, "
+            f"{len(test_x)} vs {len(test_y)}"
+        )
+    scaler = StandardScaler().fit(train_x)
+    clf = LogisticRegression(C=C, max_iter=max_iter)
+    clf.fit(scaler.transform(train_x), train_y)
+    return float(clf.score(scaler.transform(test_x), test_y))
+
+
+def probe_attributes(
+    train_x: torch.Tensor,
+    train_labels: dict[str, torch.Tensor],
+    test_x: torch.Tensor,
+    test_labels: dict[str, torch.Tensor],
+    **probe_kwargs,
+) -> dict[str, float]:
+    """One linear probe per attribute (e.g. shape, texture, colour): attribute -> test accuracy."""
+    missing = set(train_labels) ^ set(test_labels)
+    if missing:
+        raise ValueError(f"train and test labels name different attributes: {sorted(missing)}")
+    return {
+        name: linear_probe(train_x, train_labels[name], test_x, test_labels[name], **probe_kwargs)
+        for name in train_labels
+    }
+
+
+@torch.no_grad()
+def knn_accuracy(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    k: int = 20,
+    chunk_size: int = 4096,
+) -> float:
+    """Accuracy of a k-nearest-neighbour majority vote under cosine similarity.
+
+    Ties between classes go to the class with the smallest id. Works in chunks of test rows,
+    on whatever device the features are on.
+    """
+    if not 1 <= k <= len(train_x):
+        raise ValueError(f"k={k} must be between 1 and the number of training samples ({len(train_x)})")
+    train_x, test_x = F.normalize(train_x.float(), dim=1), F.normalize(test_x.float(), dim=1)
+    train_y = torch.as_tensor(train_y, device=train_x.device).long()
+    test_y = torch.as_tensor(test_y, device=train_x.device).long()
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    correct = 0
+    for start in range(0, len(test_x), chunk_size):
+        sims = test_x[start : start + chunk_size] @ train_x.T
+        neighbours = sims.topk(k, dim=1).indices
+        votes = F.one_hot(train_y[neighbours], n_classes).sum(dim=1)
+        correct += (votes.argmax(dim=1) == test_y[start : start + chunk_size]).sum().item()
+    return correct / len(test_x)

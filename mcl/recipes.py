@@ -1,0 +1,190 @@
+"""SimCLR / MCL experiments as plain functions: what the unimodal chapters call.
+
+A :class:`SimCLRRecipe` holds every choice the paper leaves open (backbone, epochs, batch size,
+temperature, K, number of stages, ...); :mod:`mcl.scales` has one preset per data set and scale.
+The functions here only wire the library's parts together: models, augmentations, the training
+loop, the multistage driver, embeddings and probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torch import nn
+
+from mcl.augment import SimCLRAugment
+from mcl.data.base import LabeledImages
+from mcl.evaluate import probe_attributes
+from mcl.models import ContrastiveNet, build_encoder
+from mcl.stages import MultistageResult, concat_features, run_multistage
+from mcl.train import TrainConfig, TrainHistory, embed, train_contrastive
+
+
+@dataclass(frozen=True)
+class SimCLRRecipe:
+    """One SimCLR (or MCL stage) training recipe. Every field is a knob a chapter exposes."""
+
+    encoder: str = "small_cnn"  # small_cnn | resnet18
+    width: int = 32  # channels of the first block (small_cnn)
+    proj_dim: int = 64  # projection head output
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    temperature: float = 0.5
+    crop_scale: float = 0.08  # lower bound of the random-resized-crop area
+    jitter_strength: float = 1.0  # multiplies SimCLR's (0.4, 0.4, 0.4, 0.1) colour jitter
+    n_stages: int = 3  # MCL stages, stage 0 included
+    k: int = 10  # k-means clusters per stage
+    combine: str = "product"  # product | latest
+    cluster_on: str = "features"  # features (backbone) | projection
+    small_groups: str = "drop"  # drop | merge
+
+    def with_overrides(self, **overrides) -> SimCLRRecipe:
+        """A copy with the non-None overrides applied (how a chapter's parameters cell lands here)."""
+        unknown = set(overrides) - set(asdict(self))
+        if unknown:
+            raise ValueError(f"unknown recipe fields {sorted(unknown)}; valid: {sorted(asdict(self))}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def augment(self, image_size: tuple[int, int]) -> SimCLRAugment:
+        s = self.jitter_strength
+        return SimCLRAugment(
+            image_size,
+            scale=(self.crop_scale, 1.0),
+            brightness=0.4 * s,
+            contrast=0.4 * s,
+            saturation=0.4 * s,
+            hue=min(0.1 * s, 0.5),
+        )
+
+
+def build_model(recipe: SimCLRRecipe, in_channels: int, seed: int) -> ContrastiveNet:
+    """A freshly initialised encoder + projection head, seeded."""
+    torch.manual_seed(seed)
+    kwargs = {"width": recipe.width} if recipe.encoder == "small_cnn" else {}
+    return ContrastiveNet(build_encoder(recipe.encoder, in_channels, **kwargs), proj_dim=recipe.proj_dim)
+
+
+def train_config(
+    recipe: SimCLRRecipe, *, seed: int, device: str, progress: bool = True, checkpoint_dir: str | None = None
+) -> TrainConfig:
+    return TrainConfig(
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        temperature=recipe.temperature,
+        seed=seed,
+        device=str(device),
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+    )
+
+
+def train_simclr(
+    data: LabeledImages,
+    recipe: SimCLRRecipe,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    model: ContrastiveNet | None = None,
+    batch_sampler: object | None = None,
+    progress: bool = True,
+    **train_kwargs,
+) -> tuple[ContrastiveNet, TrainHistory]:
+    """Train a SimCLR model on ``data.images`` (extra keywords go to :func:`train_contrastive`)."""
+    model = model if model is not None else build_model(recipe, data.images.shape[1], seed)
+    history = train_contrastive(
+        model,
+        data.images,
+        train_config(recipe, seed=seed, device=device, progress=progress),
+        augment=recipe.augment(tuple(data.images.shape[2:])),
+        batch_sampler=batch_sampler,
+        **train_kwargs,
+    )
+    return model, history
+
+
+def features(
+    model: nn.Module,
+    data: LabeledImages,
+    *,
+    device: str = "auto",
+    part: str = "features",
+    normalize: bool = True,
+) -> torch.Tensor:
+    """Frozen embeddings ``[N, D]``: the backbone's (``part="features"``) or the projection's."""
+    if part not in ("features", "projection"):
+        raise ValueError(f"part={part!r}; use 'features' or 'projection'")
+    encode = model.features if part == "features" else model
+    return embed(encode, data.images, device=device, normalize=normalize)
+
+
+def train_mcl(
+    data: LabeledImages,
+    recipe: SimCLRRecipe,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+    **train_kwargs,
+) -> MultistageResult[ContrastiveNet]:
+    """MCL with SimCLR: ``recipe.n_stages`` stages, each freshly initialised (seed + stage)."""
+    in_channels = data.images.shape[1]
+
+    def train(model: ContrastiveNet, sampler, stage: int) -> TrainHistory:
+        return train_simclr(
+            data,
+            recipe,
+            seed=seed + stage,
+            device=device,
+            model=model,
+            batch_sampler=sampler,
+            progress=progress,
+            **train_kwargs,
+        )[1]
+
+    return run_multistage(
+        n_stages=recipe.n_stages,
+        build=lambda stage: build_model(recipe, in_channels, seed + stage),
+        train=train,
+        embed=lambda model: features(model, data, device=device, part=recipe.cluster_on),
+        batch_size=recipe.batch_size,
+        k=recipe.k,
+        combine=recipe.combine,
+        small_groups=recipe.small_groups,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def seed_ensemble(
+    data: LabeledImages,
+    recipe: SimCLRRecipe,
+    n_models: int,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+) -> list[ContrastiveNet]:
+    """``n_models`` independently seeded SimCLR models: MCL's equal-budget, equal-width control."""
+    return [
+        train_simclr(data, recipe, seed=seed + i, device=device, progress=progress)[0]
+        for i in range(n_models)
+    ]
+
+
+def probe_models(
+    models: list[nn.Module],
+    train: LabeledImages,
+    test: LabeledImages,
+    *,
+    device: str = "auto",
+    combine: Callable[[list[torch.Tensor]], torch.Tensor] = concat_features,
+) -> dict[str, float]:
+    """Linear-probe accuracy per attribute of the concatenated raw backbone features of ``models``
+    (concatenated, then L2-normalised once, by default: the authors' MCL representation)."""
+    train_x = combine([features(m, train, device=device, normalize=False) for m in models])
+    test_x = combine([features(m, test, device=device, normalize=False) for m in models])
+    return probe_attributes(train_x, train.labels, test_x, test.labels)

@@ -1,0 +1,235 @@
+"""MCL's pseudo-labels and feature-aware negative sampling (Zhang et al., ECCV 2024, Sec. 3).
+
+``combine_labels`` turns the k-means cluster ids of stages 0..s into the pseudo-label of stage s+1, and
+``FeatureAwareBatchSampler`` draws every global batch (all ranks together) from one pseudo-label group, so
+an anchor's negatives share everything the earlier stages learned and the loss, unchanged, has to use
+something new.
+
+The authors' sampler (``MCL_batch_sampler_DDP`` in GitHub MajorDavidZhang/MCL, ``my_training/data.py``)
+visits the groups round-robin in ascending label order, one batch per group per round, skipping groups with
+no full batch left, and drops each group's samples that do not fill a global batch. We follow that order.
+Theirs shuffles each group with ``torch.randperm`` on the global generator, which their ``main.py`` seeds
+with ``seed + rank``, so each rank draws its own permutation and keeps every ``world_size``-th element of
+it: ranks train on overlapping samples and miss others. Here the shuffle is seeded by ``(seed, epoch)``
+only, identical on all ranks, and rank r takes rows ``[r*batch_size, (r+1)*batch_size)`` of each global
+batch, so the ranks partition every global batch and all ranks are at the same group at the same step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import Sampler
+
+_MODES = ("product", "latest")
+_POLICIES = ("drop", "merge")
+
+
+def _as_label_array(labels: object, name: str) -> np.ndarray:
+    """1-D int64 numpy copy of integer labels given as a tensor (any device), an array or a sequence."""
+    if isinstance(labels, Tensor):
+        labels = labels.detach().cpu().numpy()
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one label per sample), got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer cluster ids, got dtype {arr.dtype}; use .astype(int)")
+    return arr.astype(np.int64, copy=False)
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    """Map values to 0..G-1 in ascending order of value."""
+    return np.unique(values, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def combine_labels(stage_labels: Sequence[Tensor | np.ndarray], mode: str = "product") -> Tensor:
+    """Pseudo-labels from the cluster ids of several MCL stages; CPU int64 tensor [N].
+
+    ``stage_labels``: S labelings of the same N samples (stage 0 first), each 1-D integer.
+    ``mode="product"`` (the paper's text): the Cartesian product of the stages' ids, two samples share a
+    pseudo-label only if they share a cluster at every stage; ``mode="latest"``: the last stage's ids only,
+    which is what the authors' released ``cluster.py`` computes (its loop loads the current stage's labels
+    at every step). Ids are compacted to ``0..G-1`` in lexicographic order of the tuples of stage ids.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode={mode!r} is not one of {_MODES}; 'product' is the paper's pseudo-label")
+    if isinstance(stage_labels, Tensor | np.ndarray) or len(stage_labels) == 0:
+        raise ValueError("stage_labels must be a non-empty sequence of 1-D labelings, one per stage")
+    arrays = [_as_label_array(lab, f"stage_labels[{i}]") for i, lab in enumerate(stage_labels)]
+    lengths = {a.size for a in arrays}
+    if len(lengths) != 1:
+        raise ValueError(
+            f"stage_labels have different lengths {[a.size for a in arrays]}; every stage must "
+            "label the same N samples in the same order"
+        )
+    if mode == "latest":
+        return torch.from_numpy(_compact(arrays[-1]))
+    code = _compact(arrays[0])
+    for arr in arrays[1:]:
+        ids = _compact(arr)
+        # code < N and ids < N, so code * (max id + 1) + ids < N^2 fits int64; the order stays lexicographic
+        code = _compact(code * (int(ids.max(initial=0)) + 1) + ids)
+    return torch.from_numpy(code)
+
+
+def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    initialised = dist.is_available() and dist.is_initialized()
+    if world_size is None:
+        world_size = dist.get_world_size() if initialised else 1
+    if rank is None:
+        rank = dist.get_rank() if initialised else 0
+    for name, value in (("rank", rank), ("world_size", world_size)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise ValueError(f"{name}={value!r} must be an int (or None to read torch.distributed)")
+    if world_size < 1:
+        raise ValueError(f"world_size={world_size} must be >= 1 (the number of training processes)")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank} must satisfy 0 <= rank < world_size={world_size}")
+    return int(rank), int(world_size)
+
+
+class FeatureAwareBatchSampler(Sampler[list[int]]):
+    """Batches of dataset indices in which every global batch comes from one pseudo-label group.
+
+    labels: [N] integer pseudo-labels (tensor, array or sequence), e.g. from :func:`combine_labels`.
+    batch_size: per-rank batch size (as a DataLoader's); one global step uses ``batch_size * world_size``
+    indices. rank, world_size: this process and the number of processes; ``None`` reads them from
+    ``torch.distributed`` when it is initialised, else 0 and 1 (no process group is needed to simulate
+    ranks). seed: with the epoch (``set_epoch``, as for ``DistributedSampler``), seeds the shuffle; give
+    every rank the same seed.
+
+    Each epoch every group's indices are shuffled (numpy generator seeded by ``(seed, epoch)``, the same on
+    all ranks) and cut into global batches; groups are visited round-robin in ascending label order, one
+    global batch per group per round, as in the authors' sampler; rank r yields rows
+    ``[r*batch_size, (r+1)*batch_size)`` of each global batch. No index repeats within an epoch.
+
+    small_groups, the policy for each group's leftover samples that do not fill a global batch:
+    ``"drop"`` (default, as the authors): they are skipped this epoch (the shuffle changes which ones from
+    epoch to epoch; a group smaller than one global batch never trains). ``"merge"``: all groups' leftovers
+    are pooled, shuffled and cut into global batches yielded after the homogeneous ones, so every index is
+    used once per epoch. These mixed batches are the only ones not drawn from one group. A last pooled
+    remainder smaller than ``2 * world_size`` (too small to give every rank 2 samples) is added to the
+    previous pooled batch, or dropped if there is none; a remainder that is not a whole global batch is
+    split across ranks as evenly as possible (their sizes may then differ by one: a loss that all-gathers
+    equal-sized features across ranks needs "drop").
+
+    Counts (the same every epoch): ``n_samples``, ``n_groups``, ``n_trained_groups`` (groups with at least
+    one homogeneous batch), ``n_homogeneous_batches`` and ``n_mixed_batches`` (global steps per epoch),
+    ``n_dropped`` (samples not used in an epoch), ``n_merged`` (samples in mixed batches); ``summary()``.
+    """
+
+    def __init__(
+        self,
+        labels: Tensor | np.ndarray | Sequence[int],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        small_groups: str = "drop",
+    ) -> None:
+        arr = _as_label_array(labels, "labels")
+        if arr.size == 0:
+            raise ValueError("labels is empty; pass one pseudo-label per dataset sample")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 2:
+            raise ValueError(
+                f"batch_size={batch_size!r} must be an int >= 2: a contrastive batch needs negatives"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed={seed!r} must be an int >= 0")
+        if small_groups not in _POLICIES:
+            raise ValueError(f"small_groups={small_groups!r} is not one of {_POLICIES}")
+        self.rank, self.world_size = _resolve_rank(rank, world_size)
+        self.batch_size = int(batch_size)
+        self.global_batch_size = self.batch_size * self.world_size
+        self.seed = int(seed)
+        self.small_groups = small_groups
+        self.epoch = 0
+
+        self.group_labels, inverse, counts = np.unique(arr, return_inverse=True, return_counts=True)
+        order = np.argsort(inverse.reshape(-1), kind="stable")
+        self._members = np.split(order, np.cumsum(counts)[:-1])  # dataset indices of each group
+        self.group_sizes = counts.astype(np.int64)
+        self._full = self.group_sizes // self.global_batch_size  # homogeneous global batches per group
+
+        self.n_samples = int(arr.size)
+        self.n_groups = int(counts.size)
+        self.n_trained_groups = int((self._full > 0).sum())
+        self.n_homogeneous_batches = int(self._full.sum())
+        leftover = int((self.group_sizes - self._full * self.global_batch_size).sum())
+        self.n_dropped, self.n_merged, self.n_mixed_batches = leftover, 0, 0
+        if small_groups == "merge" and leftover > 0:
+            whole, rest = divmod(leftover, self.global_batch_size)
+            if whole > 0 or rest >= 2 * self.world_size:
+                self.n_dropped, self.n_merged = 0, leftover
+                self.n_mixed_batches = whole + (1 if rest >= 2 * self.world_size else 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose shuffle ``__iter__`` yields; call it on every rank before each epoch."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
+            raise ValueError(f"epoch={epoch!r} must be an int >= 0")
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        """Batches this rank yields per epoch (the same on every rank)."""
+        return self.n_homogeneous_batches + self.n_mixed_batches
+
+    def global_batches(self) -> list[np.ndarray]:
+        """All ranks' global batches of the current epoch, in order (arrays of dataset indices)."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        shuffled = [members[rng.permutation(members.size)] for members in self._members]
+        gbs = self.global_batch_size
+        # one entry per homogeneous batch: its group and its round (index within the group)
+        group = np.repeat(np.arange(self.n_groups), self._full)
+        rounds = np.arange(group.size) - np.repeat(np.cumsum(self._full) - self._full, self._full)
+        order = np.lexsort((group, rounds))  # round-robin: by round, then by group (ascending label)
+        batches = [
+            shuffled[g][r * gbs : (r + 1) * gbs]
+            for g, r in zip(group[order].tolist(), rounds[order].tolist(), strict=True)
+        ]
+        if self.n_mixed_batches:
+            pool = np.concatenate([s[f * gbs :] for s, f in zip(shuffled, self._full.tolist(), strict=True)])
+            pool = pool[rng.permutation(pool.size)]
+            mixed = [pool[i : i + gbs] for i in range(0, pool.size, gbs)]
+            if mixed[-1].size < 2 * self.world_size:
+                mixed[-2:] = [np.concatenate(mixed[-2:])]
+            batches.extend(mixed)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        bs, r = self.batch_size, self.rank
+        for batch in self.global_batches():
+            if batch.size == self.global_batch_size:
+                yield batch[r * bs : (r + 1) * bs].tolist()
+            else:
+                yield np.array_split(batch, self.world_size)[r].tolist()
+
+    def summary(self) -> str:
+        """A few lines: groups, batches per epoch and the samples the small-group policy affects."""
+        pct = 100.0 / self.n_samples
+        sizes = f"{int(self.group_sizes.min())}..{int(self.group_sizes.max())}"
+        lines = [
+            f"FeatureAwareBatchSampler: {self.n_samples} samples in {self.n_groups} pseudo-label groups "
+            f"(sizes {sizes}); global batch {self.global_batch_size} = {self.batch_size} x "
+            f"{self.world_size} rank(s); this is rank {self.rank}.",
+            f"{self.n_trained_groups} group(s) fill at least one global batch: "
+            f"{self.n_homogeneous_batches} homogeneous batches per epoch.",
+        ]
+        if self.small_groups == "drop":
+            lines.append(
+                f"small_groups='drop': {self.n_dropped} samples ({self.n_dropped * pct:.1f}%) "
+                f"do not fill a global batch and are skipped each epoch; "
+                f"{self.n_groups - self.n_trained_groups} group(s) never train."
+            )
+        else:
+            lines.append(
+                f"small_groups='merge': {self.n_merged} leftover samples "
+                f"({self.n_merged * pct:.1f}%) go to {self.n_mixed_batches} mixed batches at the "
+                f"end of each epoch; {self.n_dropped} dropped."
+            )
+        lines.append(f"{len(self)} batches per rank per epoch.")
+        return "\n".join(lines)

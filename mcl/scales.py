@@ -1,0 +1,77 @@
+"""Presets for the three scales of every unimodal experiment: smoke (CI), book (laptop CPU), paper (GPU).
+
+A chapter's parameters cell names a ``scale`` and optional overrides; ``preset(name, scale, ...)``
+returns the data set's loader arguments and the :class:`~mcl.recipes.SimCLRRecipe`. The choices
+the paper does not state (backbone, epochs, batch size, temperature, K, stages, image sizes) are
+made here, once, and documented in the book.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from mcl.recipes import SimCLRRecipe
+
+SCALES = ("smoke", "book", "paper")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """data: keyword arguments of the data set's loaders; recipe: the training recipe; n_seeds:
+    seeds for the headline rows (mean and spread)."""
+
+    data: dict = field(default_factory=dict)
+    recipe: SimCLRRecipe = field(default_factory=SimCLRRecipe)
+    n_seeds: int = 1
+
+
+_SMOKE = SimCLRRecipe(width=8, proj_dim=32, epochs=1, batch_size=128, n_stages=2, k=4)
+_PAPER = SimCLRRecipe(
+    encoder="resnet18", proj_dim=128, epochs=200, batch_size=512, lr=1e-3, temperature=0.5, n_stages=3, k=10
+)
+
+PRESETS: dict[str, dict[str, Preset]] = {
+    "trifeature": {
+        "smoke": Preset({"n_train": 1, "n_test": 1, "size": 32}, _SMOKE),
+        "book": Preset(
+            {"n_train": 5, "n_test": 2, "size": 32},
+            SimCLRRecipe(width=32, epochs=8, batch_size=256, n_stages=3, k=10),
+            n_seeds=3,
+        ),
+        "paper": Preset({"n_train": 50, "n_test": 10, "size": 64}, _PAPER, n_seeds=3),
+    },
+    "cifar_mnist": {
+        "smoke": Preset({"n_train": 1000, "n_test": 500, "composition": "side"}, _SMOKE),
+        "book": Preset(
+            {"n_train": 10000, "n_test": 2000, "composition": "side"},
+            SimCLRRecipe(width=32, epochs=10, batch_size=256, n_stages=3, k=10),
+        ),
+        "paper": Preset({"n_train": None, "n_test": None, "composition": "side"}, _PAPER),
+    },
+    "celeba": {
+        "smoke": Preset({"n_train": 500, "n_test": 300, "size": 32}, _SMOKE),
+        "book": Preset(
+            {"n_train": None, "n_test": None, "size": 32},
+            SimCLRRecipe(width=32, epochs=10, batch_size=256, n_stages=3, k=10),
+        ),
+        "paper": Preset({"n_train": None, "n_test": None, "size": 64}, _PAPER),
+    },
+    "cifar10": {
+        "smoke": Preset({"n_train": 1000, "n_test": 500}, _SMOKE),
+        "book": Preset(
+            {"n_train": 10000, "n_test": 2000},
+            SimCLRRecipe(width=32, epochs=10, batch_size=256, n_stages=3, k=10),
+        ),
+        "paper": Preset({"n_train": None, "n_test": None}, replace(_PAPER, epochs=500)),
+    },
+}
+
+
+def preset(name: str, scale: str, **recipe_overrides) -> Preset:
+    """The preset of data set ``name`` at ``scale``, with non-None recipe overrides applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(PRESETS)}")
+    if scale not in SCALES:
+        raise ValueError(f"scale={scale!r}; choose one of {SCALES}")
+    base = PRESETS[name][scale]
+    return replace(base, recipe=base.recipe.with_overrides(**recipe_overrides))

@@ -1,0 +1,115 @@
+"""The multistage driver of MCL and the concatenated representation.
+
+Stage 0 is ordinary contrastive training. For each later stage s: embed the training set with
+stage s-1's model, cluster the embeddings with k-means, combine every stage's cluster ids into
+pseudo-labels (:func:`mcl.sampling.combine_labels`), and train stage s with the feature-aware
+batch sampler, so every batch comes from one pseudo-label group. The driver is model-agnostic:
+it takes functions that build, train and embed a model, so SimCLR, MoCo-v2 and CLIP plug in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mcl.cluster import kmeans
+from mcl.sampling import FeatureAwareBatchSampler, combine_labels
+
+M = TypeVar("M")
+
+
+@dataclass
+class MultistageResult(Generic[M]):
+    """Everything MCL produced, one entry per stage.
+
+    models[s]: stage s's model. cluster_ids[s]: int64 ``[N]`` k-means ids of stage s's embeddings
+    (the last stage's only when ``cluster_last``). pseudo_labels[s]: the group ids stage s was
+    trained with (None for stage 0). histories[s]: what ``train`` returned. samplers[s]: the
+    batch sampler of stage s (None for stage 0), with its report of dropped/merged samples.
+    """
+
+    models: list[M] = field(default_factory=list)
+    cluster_ids: list[torch.Tensor] = field(default_factory=list)
+    pseudo_labels: list[torch.Tensor | None] = field(default_factory=list)
+    histories: list[Any] = field(default_factory=list)
+    samplers: list[FeatureAwareBatchSampler | None] = field(default_factory=list)
+
+
+def run_multistage(
+    *,
+    n_stages: int,
+    build: Callable[[int], M],
+    train: Callable[[M, FeatureAwareBatchSampler | None, int], Any],
+    embed: Callable[[M], torch.Tensor],
+    batch_size: int,
+    k: int = 10,
+    combine: str = "product",
+    spherical: bool = False,
+    small_groups: str = "drop",
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    cluster_last: bool = True,
+    progress: bool = True,
+) -> MultistageResult[M]:
+    """Train ``n_stages`` MCL stages (stage 0 included).
+
+    build(stage) -> a new model (fresh initialisation by default; to start every stage from
+    given weights, as the CLIP recipe does, let ``build`` load them). train(model, sampler,
+    stage) trains in place and returns a history; ``sampler`` is None at stage 0 and a
+    :class:`FeatureAwareBatchSampler` over the pseudo-labels afterwards (``batch_size`` is its
+    per-rank batch size). embed(model) -> float ``[N, D]`` embeddings of the training set, in
+    dataset order, L2-normalised (what is clustered, with ``k`` clusters).
+    """
+    if n_stages < 1:
+        raise ValueError(f"n_stages={n_stages} must be >= 1 (stage 0 is ordinary training)")
+    if k < 2:
+        raise ValueError(f"k={k} must be >= 2 clusters per stage")
+    result: MultistageResult[M] = MultistageResult()
+    for stage in tqdm(range(n_stages), desc="MCL stages", disable=not progress):
+        sampler = None
+        labels = None
+        if stage > 0:
+            labels = combine_labels(result.cluster_ids[:stage], mode=combine)
+            sampler = FeatureAwareBatchSampler(
+                labels,
+                batch_size,
+                seed=seed + stage,
+                rank=rank,
+                world_size=world_size,
+                small_groups=small_groups,
+            )
+        model = build(stage)
+        result.histories.append(train(model, sampler, stage))
+        result.models.append(model)
+        result.pseudo_labels.append(labels)
+        result.samplers.append(sampler)
+        if stage < n_stages - 1 or cluster_last:
+            features = embed(model)
+            result.cluster_ids.append(
+                kmeans(features, k, spherical=spherical, seed=seed + stage).labels.cpu()
+            )
+    return result
+
+
+def concat_features(features: Sequence[torch.Tensor], *, normalize: str = "concat") -> torch.Tensor:
+    """The MCL representation: every stage's features ``[N, D_s]`` side by side, ``[N, sum D_s]``.
+
+    normalize="concat" (the authors'): concatenate the raw features, then L2-normalise once.
+    normalize="per_stage": L2-normalise each stage, concatenate, divide by sqrt(#stages) (unit norm).
+    normalize="none": raw concatenation.
+    """
+    if not features:
+        raise ValueError("features is empty: pass one [N, D] tensor per stage")
+    if normalize == "concat":
+        return F.normalize(torch.cat(list(features), dim=1), dim=1)
+    if normalize == "per_stage":
+        return torch.cat([F.normalize(f, dim=1) for f in features], dim=1) / len(features) ** 0.5
+    if normalize == "none":
+        return torch.cat(list(features), dim=1)
+    raise ValueError(f"normalize={normalize!r}; use 'concat', 'per_stage' or 'none'")

@@ -1,0 +1,39 @@
+"""Results files: round trip, provenance, atomic write, helpful error for a missing file."""
+
+import json
+
+import pytest
+
+from mcl.results import load_results, save_results
+
+
+def test_round_trip_with_provenance(tmp_path):
+    path = save_results(
+        "demo",
+        {"acc": 0.5, "per_attr": {"shape": 0.25}},
+        scale="smoke",
+        seed=3,
+        parameters={"epochs": 2},
+        device="cpu",
+        wall_time_s=1.234,
+        directory=tmp_path,
+    )
+    assert path == tmp_path / "demo.json" and not list(tmp_path.glob("*.tmp"))
+    data = load_results("demo", scale="smoke", directory=tmp_path)
+    assert data["metrics"] == {"acc": 0.5, "per_attr": {"shape": 0.25}}
+    prov = data["provenance"]
+    assert prov["seed"] == 3 and prov["parameters"] == {"epochs": 2} and prov["wall_time_s"] == 1.23
+    for key in ("git_commit", "torch", "mcl", "device", "written", "python"):
+        assert prov[key]
+    assert json.loads(path.read_text())["scale"] == "smoke"
+
+
+def test_results_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCL_RESULTS_DIR", str(tmp_path))
+    save_results("x", {"a": 1}, scale="book", seed=None, parameters={}, device="cpu", wall_time_s=0)
+    assert (tmp_path / "x.json").exists()
+
+
+def test_missing_results_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make book SCALE=smoke"):
+        load_results("absent", scale="smoke", directory=tmp_path)

@@ -1,0 +1,109 @@
+"""The training loop: resume equals an uninterrupted run, hooks are used, errors name the fix."""
+
+import pytest
+import torch
+from torch import nn
+
+from mcl.augment import SimCLRAugment
+from mcl.models import ContrastiveNet, build_encoder
+from mcl.train import TrainConfig, embed, train_contrastive
+
+
+def tiny_images(n=64, size=16, seed=0):
+    return torch.randint(
+        0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return ContrastiveNet(build_encoder("small_cnn", 3, width=8), proj_dim=16)
+
+
+def config(**kw):
+    base = dict(epochs=2, batch_size=16, lr=1e-3, seed=0, device="cpu", progress=False)
+    return TrainConfig(**(base | kw))
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path):
+    images, aug = tiny_images(), SimCLRAugment(16)
+    full = tiny_model()
+    h_full = train_contrastive(full, images, config(epochs=3), augment=aug)
+    part = tiny_model()
+    train_contrastive(part, images, config(epochs=1, checkpoint_dir=str(tmp_path)), augment=aug)
+    resumed = tiny_model(seed=1)  # different weights: the checkpoint must overwrite them
+    h_res = train_contrastive(resumed, images, config(epochs=3, checkpoint_dir=str(tmp_path)), augment=aug)
+    assert len(h_res.losses) == 3
+    assert h_res.losses == pytest.approx(h_full.losses, rel=1e-5)
+    for p, q in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(p.float(), q.float(), atol=1e-5)
+
+
+def test_temperature_schedule_and_loss_fn_are_used():
+    calls = []
+
+    def loss_fn(z1, z2, temperature):
+        calls.append(temperature)
+        assert torch.allclose(z1.norm(dim=1), torch.ones(len(z1)))
+        return (z1 * z2).sum(1).mean() / temperature
+
+    h = train_contrastive(
+        tiny_model(),
+        tiny_images(),
+        config(),
+        augment=SimCLRAugment(16),
+        loss_fn=loss_fn,
+        temperature_schedule=lambda epoch: 0.1 * (epoch + 1),
+    )
+    assert h.temperatures == pytest.approx([0.1, 0.2])
+    assert calls == pytest.approx([0.1] * 4 + [0.2] * 4)
+
+
+def test_view_transform_parameters_are_trained():
+    transform = nn.Conv2d(3, 3, 1)
+    before = transform.weight.detach().clone()
+    train_contrastive(
+        tiny_model(), tiny_images(), config(epochs=1), augment=SimCLRAugment(16), view_transform=transform
+    )
+    assert not torch.equal(before, transform.weight)
+
+
+def test_batch_sampler_decides_the_batches():
+    seen = []
+
+    class Recording:
+        def __len__(self):
+            return 2
+
+        def set_epoch(self, epoch):
+            seen.append(("epoch", epoch))
+
+        def __iter__(self):
+            yield from ([0, 1, 2, 3], [4, 5, 6, 7])
+
+    h = train_contrastive(
+        tiny_model(), tiny_images(), config(epochs=1), augment=SimCLRAugment(16), batch_sampler=Recording()
+    )
+    assert seen == [("epoch", 0)] and len(h.losses) == 1
+
+
+def test_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="batch_size=1"):
+        TrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="temperature"):
+        TrainConfig(temperature=0)
+    with pytest.raises(ValueError, match="uint8"):
+        train_contrastive(tiny_model(), tiny_images().float(), config(), augment=SimCLRAugment(16))
+    with pytest.raises(ValueError, match="lower it"):
+        train_contrastive(tiny_model(), tiny_images(n=8), config(), augment=SimCLRAugment(16))
+
+
+def test_embed_is_in_eval_mode_and_normalised():
+    model = tiny_model()
+    model.train()
+    images = tiny_images(n=20)
+    a = embed(model.features, images, batch_size=7, device="cpu")
+    b = embed(model.features, images, batch_size=20, device="cpu")
+    assert model.training  # restored
+    assert a.shape == (20, model.feature_dim) and torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(a.norm(dim=1), torch.ones(20), atol=1e-5)
