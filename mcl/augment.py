@@ -279,25 +279,18 @@ class SimCLRAugment(torch.nn.Module):
             SATURATION: params["saturation"],
             HUE: params["hue"],
         }
-        # Each sample's colour pipeline is a sequence: the jitter ops in its order (if jittered), then
-        # grayscale (if drawn). Samples sharing a sequence (at most 2 * 24 + 1 kinds) are gathered and
-        # processed together, so every sample is copied out and back at most once.
-        order = params["order"]
-        code = ((order[:, 0] * 4 + order[:, 1]) * 4 + order[:, 2]) * 4 + order[:, 3]  # in [0, 256)
-        key = torch.where(params["jitter"], code + 1, torch.zeros_like(code)) * 2 + params["gray"].long()
-        key_sorted, perm = key.sort()
-        kinds, counts = torch.unique_consecutive(key_sorted, return_counts=True)
-        for kind, idx in zip(kinds.tolist(), perm.split(counts.tolist()), strict=True):
-            if kind == 0:
-                continue  # neither jitter nor grayscale
-            chunk = out[idx]
-            if kind >= 2:  # jittered: decode the op order from the key
-                ops = [(kind // 2 - 1) >> shift & 3 for shift in (6, 4, 2, 0)]
-                for op in ops:
-                    chunk = fns[op](chunk, factors[op][idx])
-            if kind % 2 and chunk.shape[1] > 1:
-                chunk = rgb_to_grayscale(chunk).expand(-1, chunk.shape[1], -1, -1)
-            out[idx] = chunk
+        # Each sample applies the jitter ops in its own order (if jittered), then grayscale (if drawn).
+        # Step ``pos`` of every order is done with one call per op on the samples whose ``pos``-th op it
+        # is: at most 16 batched calls, whatever the batch size.
+        order, jitter = params["order"], params["jitter"]
+        for pos in range(order.shape[1]):
+            for op, fn in fns.items():
+                idx = torch.nonzero(jitter & (order[:, pos] == op)).flatten()
+                if idx.numel():
+                    out[idx] = fn(out[idx], factors[op][idx])
+        gray = torch.nonzero(params["gray"]).flatten()
+        if gray.numel() and out.shape[1] > 1:
+            out[gray] = rgb_to_grayscale(out[gray]).expand(-1, out.shape[1], -1, -1)
         return out.clamp_(0.0, 1.0)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

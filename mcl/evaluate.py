@@ -90,3 +90,58 @@ def knn_accuracy(
         votes = F.one_hot(train_y[neighbours], n_classes).sum(dim=1)
         correct += (votes.argmax(dim=1) == test_y[start : start + chunk_size]).sum().item()
     return correct / len(test_x)
+
+
+@torch.no_grad()
+def nearest_neighbours(features: torch.Tensor, anchors: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Indices ``[A, k]`` of the ``k`` rows of ``features`` ``[N, D]`` most cosine-similar to each anchor
+    row index in ``anchors`` ``[A]``, the anchor itself excluded, most similar first."""
+    if not 1 <= k < len(features):
+        raise ValueError(f"k={k} must be between 1 and N - 1 = {len(features) - 1}")
+    x = F.normalize(features.float(), dim=1)
+    anchors = torch.as_tensor(anchors, device=x.device).long()
+    sims = x[anchors] @ x.T
+    sims[torch.arange(len(anchors), device=x.device), anchors] = -float("inf")
+    return sims.topk(k, dim=1).indices
+
+
+@torch.no_grad()
+def occlusion_map(
+    encode, images: torch.Tensor, *, patch: int = 8, stride: int = 4, fill: float = 0.5
+) -> torch.Tensor:
+    """How much each region matters to an embedding: ``1 - cos(f(x), f(x with a patch greyed out))``.
+
+    encode: float images in [0, 1] ``[B, C, H, W]`` -> features ``[B, D]``; images: uint8 ``[B, C, H, W]``.
+    A ``patch`` x ``patch`` square of value ``fill`` slides with ``stride``; each pixel's score is the mean
+    over the patches covering it. Returns float ``[B, H, W]`` on the CPU (0: the region does not matter).
+    """
+    if patch < 1 or stride < 1:
+        raise ValueError(f"patch={patch} and stride={stride} must be >= 1")
+    x = images.float() / 255
+    b, _, h, w = x.shape
+    reference = F.normalize(encode(x).float(), dim=1)
+    total = torch.zeros(b, h, w)
+    count = torch.zeros(h, w)
+    for top in range(0, max(h - patch, 0) + 1, stride):
+        for left in range(0, max(w - patch, 0) + 1, stride):
+            occluded = x.clone()
+            occluded[:, :, top : top + patch, left : left + patch] = fill
+            change = (1 - (F.normalize(encode(occluded).float(), dim=1) * reference).sum(1)).clamp_min(0)
+            total[:, top : top + patch, left : left + patch] += change.cpu().view(b, 1, 1)
+            count[top : top + patch, left : left + patch] += 1
+    return total / count.clamp_min(1)
+
+
+@torch.no_grad()
+def neighbour_agreement(features: torch.Tensor, labels: torch.Tensor, k: int = 5) -> float:
+    """Fraction of (sample, neighbour) pairs that share the label, over every sample's ``k`` nearest
+    neighbours under cosine similarity (:func:`nearest_neighbours`, the sample itself excluded).
+
+    features ``[N, D]``, labels int ``[N]``. Chance is about ``sum_c p_c**2`` (0.1 for 10 balanced classes);
+    1 means the embedding's neighbourhoods are organised by this attribute.
+    """
+    labels = torch.as_tensor(labels).long().cpu()
+    if labels.shape != (len(features),):
+        raise ValueError(f"labels must be [N] with N={len(features)}, got {tuple(labels.shape)}")
+    neighbours = nearest_neighbours(features, torch.arange(len(features), device=features.device), k).cpu()
+    return float((labels[neighbours] == labels[:, None]).float().mean())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -91,14 +92,25 @@ def train_simclr(
     model: ContrastiveNet | None = None,
     batch_sampler: object | None = None,
     progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
     **train_kwargs,
 ) -> tuple[ContrastiveNet, TrainHistory]:
-    """Train a SimCLR model on ``data.images`` (extra keywords go to :func:`train_contrastive`)."""
+    """Train a SimCLR model on ``data.images`` (extra keywords go to :func:`train_contrastive`).
+
+    With ``checkpoint_dir``, every epoch is checkpointed there and a finished run is loaded, not retrained.
+    """
     model = model if model is not None else build_model(recipe, data.images.shape[1], seed)
+    config = train_config(
+        recipe,
+        seed=seed,
+        device=device,
+        progress=progress,
+        checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+    )
     history = train_contrastive(
         model,
         data.images,
-        train_config(recipe, seed=seed, device=device, progress=progress),
+        config,
         augment=recipe.augment(tuple(data.images.shape[2:])),
         batch_sampler=batch_sampler,
         **train_kwargs,
@@ -128,9 +140,13 @@ def train_mcl(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
+    checkpoint_dir: Callable[[int], Path] | None = None,
     **train_kwargs,
 ) -> MultistageResult[ContrastiveNet]:
-    """MCL with SimCLR: ``recipe.n_stages`` stages, each freshly initialised (seed + stage)."""
+    """MCL with SimCLR: ``recipe.n_stages`` stages, each freshly initialised (seed + stage).
+
+    ``checkpoint_dir(stage)``, when given, is the folder stage ``stage`` checkpoints into (and is loaded
+    from when finished)."""
     in_channels = data.images.shape[1]
 
     def train(model: ContrastiveNet, sampler, stage: int) -> TrainHistory:
@@ -142,6 +158,7 @@ def train_mcl(
             model=model,
             batch_sampler=sampler,
             progress=progress,
+            checkpoint_dir=None if checkpoint_dir is None else checkpoint_dir(stage),
             **train_kwargs,
         )[1]
 

@@ -84,6 +84,12 @@ def run_multistage(
                 world_size=world_size,
                 small_groups=small_groups,
             )
+            if len(sampler) == 0:
+                raise ValueError(
+                    f"stage {stage}: none of the {sampler.n_groups} pseudo-label groups (largest "
+                    f"{int(sampler.group_sizes.max())} samples) fills a batch of {batch_size * world_size}; "
+                    "use a smaller batch_size or k, combine='latest', or more training data"
+                )
         model = build(stage)
         result.histories.append(train(model, sampler, stage))
         result.models.append(model)

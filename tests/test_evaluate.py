@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from sklearn.neighbors import KNeighborsClassifier
 
-from mcl.evaluate import knn_accuracy, linear_probe, probe_attributes
+from mcl.evaluate import knn_accuracy, linear_probe, nearest_neighbours, occlusion_map, probe_attributes
 
 
 def blobs(n: int, d: int, classes: int, spread: float, seed: int):
@@ -58,3 +59,50 @@ def test_knn_rejects_bad_k():
     x, y = blobs(10, 2, 2, 1.0, 7)
     with pytest.raises(ValueError, match="k=11"):
         knn_accuracy(x, y, x, y, k=11)
+
+
+def test_nearest_neighbours_match_a_naive_search():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 6, generator=g)
+    anchors = torch.tensor([0, 7, 49])
+    got = nearest_neighbours(x, anchors, k=3)
+    for row, a in zip(got.tolist(), anchors.tolist(), strict=True):
+        sims = [(float(F.cosine_similarity(x[a], x[j], dim=0)), j) for j in range(50) if j != a]
+        assert row == [j for _, j in sorted(sims, reverse=True)[:3]]
+    with pytest.raises(ValueError, match="k="):
+        nearest_neighbours(x, anchors, k=50)
+
+
+def test_occlusion_map_finds_the_only_region_the_encoder_reads():
+    # an encoder that reads only the top-left 4x4 corner: occluding elsewhere changes nothing
+    def encode(x):
+        return torch.cat([x[:, :, :4, :4].flatten(1), torch.ones(len(x), 1)], dim=1)
+
+    images = torch.randint(
+        0, 256, (2, 3, 16, 16), generator=torch.Generator().manual_seed(1), dtype=torch.uint8
+    )
+    heat = occlusion_map(encode, images, patch=4, stride=4)
+    assert heat.shape == (2, 16, 16)
+    assert (heat[:, :4, :4] > 0).all()
+    assert heat[:, 4:, :].max() < 1e-6 and heat[:, :, 4:].max() < 1e-6
+    assert heat[:, :4, :4].min() > 1e-3
+
+
+def test_neighbour_agreement_against_a_naive_loop():
+    from mcl.evaluate import neighbour_agreement
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 5, generator=g)
+    y = torch.randint(0, 3, (40,), generator=g)
+    unit = x / x.norm(dim=1, keepdim=True)
+    hits = 0
+    for i in range(40):
+        sims = [(float(unit[i] @ unit[j]), j) for j in range(40) if j != i]
+        hits += sum(int(y[j] == y[i]) for _, j in sorted(sims, reverse=True)[:4])
+    assert neighbour_agreement(x, y, k=4) == pytest.approx(hits / (40 * 4))
+    clustered = torch.cat(
+        [torch.randn(20, 5, generator=g) * 0.01 + 10, torch.randn(20, 5, generator=g) * 0.01 - 10]
+    )
+    assert neighbour_agreement(clustered, torch.arange(40) // 20, k=3) == 1.0
+    with pytest.raises(ValueError, match="labels must be"):
+        neighbour_agreement(x, y[:10])

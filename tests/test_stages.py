@@ -91,3 +91,17 @@ def test_concat_normalises_once_and_per_stage_weighs_stages_equally():
     assert torch.equal(concat_features([a, b], normalize="none"), torch.cat([a, b], 1))
     with pytest.raises(ValueError, match="normalize="):
         concat_features([a], normalize="l1")
+
+
+def test_driver_says_what_to_change_when_no_group_fills_a_batch():
+    attrs = attributes()
+    with pytest.raises(ValueError, match="fills a batch of 64; use a smaller batch_size or k"):
+        run_multistage(
+            n_stages=2,
+            build=lambda s: {"stage": s},
+            train=lambda m, sampler, s: None,
+            embed=lambda m: stub_embedding(attrs[m["stage"]], 0),
+            batch_size=64,
+            k=2,
+            progress=False,
+        )

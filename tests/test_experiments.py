@@ -1,0 +1,129 @@
+"""The chapters' shared experiment helpers: cached runs, controls and baseline wiring."""
+
+import pytest
+import torch
+
+from mcl import experiments
+from mcl.baselines import IFMLoss, TemperatureSchedule
+from mcl.data.base import LabeledImages
+from mcl.recipes import SimCLRRecipe
+from mcl.scales import Preset
+from mcl.viewmaker import Viewmaker
+
+TINY = Preset(
+    {"n_train": 1, "n_test": 1, "size": 16},
+    SimCLRRecipe(width=4, proj_dim=8, epochs=1, batch_size=64, n_stages=2, k=3),
+)
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCL_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path
+
+
+def tiny_images(n=192):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 16, 16), generator=g, dtype=torch.uint8)
+    return LabeledImages(images, {"a": torch.arange(n) % 3})
+
+
+def test_a_cached_run_is_loaded_not_retrained(results):
+    data = tiny_images()
+    first = experiments.simclr("tiny", TINY, data, scale="smoke", seed=3, device="cpu", progress=False)
+    (checkpoint,) = experiments.runs_dir("smoke").glob("*/last.pt")
+    stamp = checkpoint.stat().st_mtime_ns
+    again = experiments.simclr("tiny", TINY, data, scale="smoke", seed=3, device="cpu", progress=False)
+    assert checkpoint.stat().st_mtime_ns == stamp  # nothing was trained or written
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True)
+    )
+    other = experiments.simclr("tiny", TINY, data, scale="smoke", seed=4, device="cpu", progress=False)
+    assert len(list(experiments.runs_dir("smoke").glob("*/last.pt"))) == 2
+    assert not torch.equal(other.encoder.blocks[0].weight, first.encoder.blocks[0].weight)
+
+
+def test_mcl_stage_zero_is_the_simclr_run_of_the_same_seed(results):
+    data = tiny_images()
+    result = experiments.multistage("tiny", TINY, data, scale="smoke", seed=1, device="cpu", progress=False)
+    plain = experiments.simclr("tiny", TINY, data, scale="smoke", seed=1, device="cpu", progress=False)
+    for a, b in zip(result.models[0].state_dict().values(), plain.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert len(result.models) == 2 and result.samplers[1] is not None
+
+
+def test_without_digit_blanks_the_digit_half_only():
+    images = torch.randint(1, 256, (4, 3, 32, 64), dtype=torch.uint8)
+    data = LabeledImages(
+        images,
+        {"cifar": torch.arange(4), "mnist": torch.arange(4)},
+        {"cifar": list("abcd"), "mnist": list("wxyz")},
+    )
+    out = experiments.without_digit(data)
+    assert torch.equal(out.images[..., :32], images[..., :32]) and out.images[..., 32:].max() == 0
+    assert list(out.labels) == ["cifar"]
+    with pytest.raises(ValueError, match="side-by-side"):
+        experiments.without_digit(LabeledImages(images[..., :32].contiguous(), {"cifar": torch.arange(4)}))
+
+
+def test_baseline_keywords_and_errors():
+    assert isinstance(experiments.baseline_kwargs("ifm", TINY, 3)["loss_fn"], IFMLoss)
+    schedule = experiments.baseline_kwargs("ts", TINY, 3)["temperature_schedule"]
+    assert isinstance(schedule, TemperatureSchedule)
+    assert schedule(0) == pytest.approx(1.0)
+    assert isinstance(experiments.baseline_kwargs("fd", TINY, 3)["view_transform"], Viewmaker)
+    with pytest.raises(ValueError, match="not a baseline"):
+        experiments.baseline_kwargs("mixup", TINY, 3)
+    with pytest.raises(ValueError, match="unknown data arguments"):
+        experiments.with_data(TINY, n_trian=3)
+    assert experiments.with_data(TINY, size=None, n_train=2).data == {"n_train": 2, "n_test": 1, "size": 16}
+
+
+def test_ensemble_seeds_start_at_the_seed_and_do_not_overlap_repeats():
+    seeds = [experiments.ensemble_seeds(s, 3) for s in range(3)]
+    assert [s[0] for s in seeds] == [0, 1, 2]
+    assert len({x for s in seeds for x in s}) == 9
+
+
+def test_cifar_only_control_keeps_the_photos_and_drops_the_digit(monkeypatch):
+    photos = torch.randint(1, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    side = LabeledImages(
+        torch.cat([photos, torch.full((4, 3, 32, 32), 200, dtype=torch.uint8)], dim=3),
+        {"cifar": torch.tensor([3, 1, 4, 1]), "mnist": torch.tensor([5, 9, 2, 6])},
+        {"cifar": list("abcdefghij"), "mnist": list("0123456789")},
+    )
+    asked = []
+
+    def fake_load(name, setup, *, seed=0):
+        asked.append((name, setup.data["composition"], seed))
+        return side, side
+
+    monkeypatch.setattr(experiments, "load_data", fake_load)
+    setup = Preset({"n_train": 4, "n_test": 4, "composition": "overlay"}, TINY.recipe)
+    train, test = experiments.load_cifar_only(setup, seed=2)
+    assert asked == [("cifar_mnist", "side", 2)]  # the same photos, loaded side by side
+    assert torch.equal(train.images, photos) and list(train.labels) == ["cifar"]
+    assert torch.equal(train.labels["cifar"], side.labels["cifar"])
+    train, _ = experiments.load_cifar_only(experiments.with_data(setup, composition="side"))
+    assert train.images.shape == (4, 3, 32, 64) and train.images[..., 32:].max() == 0
+    assert torch.equal(train.images[..., :32], photos)
+    with pytest.raises(ValueError, match="no CIFAR-only control"):
+        experiments.load_cifar_only(experiments.with_data(setup, composition="tiles"))
+
+
+def test_moco_run_is_cached_and_probed_through_its_query_backbone(results):
+    data = tiny_images()
+    first = experiments.moco("tiny", TINY, data, scale="smoke", seed=3, device="cpu", progress=False)
+    (checkpoint,) = experiments.runs_dir("smoke").glob("*/last.pt")
+    stamp = checkpoint.stat().st_mtime_ns
+    again = experiments.moco("tiny", TINY, data, scale="smoke", seed=3, device="cpu", progress=False)
+    assert checkpoint.stat().st_mtime_ns == stamp
+    assert torch.equal(first.query.encoder.blocks[0].weight, again.query.encoder.blocks[0].weight)
+    untrained = experiments.random_model(TINY, data, seed=3)
+    assert not torch.equal(first.query.encoder.blocks[0].weight, untrained.encoder.blocks[0].weight)
+    x = data.float_images()[:5]
+    assert torch.equal(first.features(x), first.query.features(x)) and not first.training
+    experiments.moco("tiny", TINY, data, scale="smoke", seed=3, device="cpu", progress=False, temperature=0.1)
+    experiments.simclr("tiny", TINY, data, scale="smoke", seed=3, device="cpu", progress=False)
+    assert len(list(experiments.runs_dir("smoke").glob("*/last.pt"))) == 3
