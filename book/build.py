@@ -93,7 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         ignore=shutil.ignore_patterns("*.ipynb", "build.py", "__pycache__"),
     )
 
-    env = dict(os.environ, MCL_RESULTS_DIR=str(results), HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
+    # figures go into the notebooks through the inline backend (a non-interactive backend such as Agg,
+    # from the caller's environment, would silently drop every figure)
+    env = dict(
+        os.environ,
+        MCL_RESULTS_DIR=str(results),
+        HF_HUB_OFFLINE="1",
+        MPLBACKEND="module://matplotlib_inline.backend_inline",
+    )
     parameters = {"scale": args.scale, "device": args.device}
     lib = library_digest()
     failed = []
