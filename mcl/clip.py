@@ -308,7 +308,9 @@ def load_image_files(paths: Sequence[str | os.PathLike], model: nn.Module) -> Te
     from PIL import Image
 
     cfg = open_clip.get_model_preprocess_cfg(unwrap(model))
-    transform = open_clip.image_transform_v2(open_clip.transform.PreprocessCfg(**cfg), is_train=False)
+    transform = open_clip.transform.image_transform_v2(
+        open_clip.transform.PreprocessCfg(**cfg), is_train=False
+    )
     out = []
     for path in paths:
         with Image.open(path) as image:

@@ -13,14 +13,14 @@
 # only on negatives that already agree on it, so it must find something else.
 
 # %% tags=["parameters"]
-scale = "book"  # smoke | book | paper
-device = "auto"  # auto | cpu | cuda
-seed = 0
-epochs = None  # None: the preset's value for this scale
-n_stages = None
-k = None  # k-means clusters per stage
-batch_size = None
-image_size = None  # Trifeature render size in pixels
+scale: str = "book"  # smoke | book | paper
+device: str = "auto"  # auto | cpu | cuda
+seed: int = 0
+epochs: int | None = None  # None: the preset's value for this scale
+n_stages: int | None = None
+k: int | None = None  # k-means clusters per stage
+batch_size: int | None = None
+image_size: int | None = None  # Trifeature render size in pixels
 
 # %%
 import time
@@ -57,10 +57,12 @@ print(f"{len(train)} training and {len(test)} test images of {tuple(train.images
 
 # %%
 names = train.label_names
-titles = [f"{names['shape'][int(train.labels['shape'][i])]}\n{names['texture'][int(train.labels['texture'][i])]}"
-          f"\n{names['color'][int(train.labels['color'][i])]}" for i in range(16)]
-image_grid(train.images[:16], nrow=8, titles=titles);
-
+titles = [
+    f"{names['shape'][int(train.labels['shape'][i])]}\n{names['texture'][int(train.labels['texture'][i])]}"
+    f"\n{names['color'][int(train.labels['color'][i])]}"
+    for i in range(16)
+]
+_ = image_grid(train.images[:16], nrow=8, titles=titles)
 # %% [markdown]
 # ## All stages, with the library's driver
 #
@@ -76,8 +78,10 @@ result = experiments.multistage("trifeature", setup, train, scale=scale, seed=se
 random_init = experiments.random_model(setup, train, seed=seed)
 per_stage = {f"stage {s}": probe_models([m], train, test, device=device) for s, m in enumerate(result.models)}
 per_stage["random init"] = probe_models([random_init], train, test, device=device)
-concatenated = {f"stages 0..{s}": probe_models(result.models[: s + 1], train, test, device=device)
-                for s in range(1, len(result.models))}
+concatenated = {
+    f"stages 0..{s}": probe_models(result.models[: s + 1], train, test, device=device)
+    for s in range(1, len(result.models))
+}
 probes = pd.DataFrame({**per_stage, **concatenated}).T[attributes]
 probes
 
@@ -104,13 +108,15 @@ for attribute in attributes:
 
 # %%
 cluster_ami = pd.DataFrame(
-    {f"stage {s}": {a: ami(ids, train.labels[a]) for a in attributes} for s, ids in enumerate(result.cluster_ids)}
+    {
+        f"stage {s}": {a: ami(ids, train.labels[a]) for a in attributes}
+        for s, ids in enumerate(result.cluster_ids)
+    }
 ).T
 glue("ami0_color", float(cluster_ami.loc["stage 0", "color"]), display=False)
 glue("ami0_shape", float(cluster_ami.loc["stage 0", "shape"]), display=False)
 ax = sns.heatmap(cluster_ami, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis")
-ax.set_title("AMI between each stage's k-means clusters and the attributes");
-
+_ = ax.set_title("AMI between each stage's k-means clusters and the attributes")
 # %% [markdown]
 # Stage 0's clusters follow colour (AMI {glue:text}`ami0_color:.2f`) far more than shape
 # (AMI {glue:text}`ami0_shape:.2f`). Six images of each of stage 0's first clusters:
@@ -119,7 +125,7 @@ ax.set_title("AMI between each stage's k-means clusters and the attributes");
 ids = result.cluster_ids[0]
 rows = [torch.nonzero(ids == c).flatten()[:6] for c in range(min(6, int(ids.max()) + 1))]
 fig, axes = plt.subplots(len(rows), 1, figsize=(5, 1.1 * len(rows)))
-for c, (ax, index) in enumerate(zip(np.atleast_1d(axes), rows)):
+for c, (ax, index) in enumerate(zip(np.atleast_1d(axes), rows, strict=True)):
     image_grid(train.images[index], nrow=6, ax=ax)
     ax.set_title(f"stage-0 cluster {c}", fontsize=8)
 fig.tight_layout()
@@ -136,10 +142,8 @@ for s in range(1, len(result.models)):
     print(f"stage {s}:", result.samplers[s].summary(), "\n")
 sampler = result.samplers[1]
 batch = next(iter(sampler))
-print("colours in one stage-1 batch:",
-      sorted({names["color"][int(c)] for c in train.labels["color"][batch]}))
-image_grid(train.images[batch[:24]], nrow=12);
-
+print("colours in one stage-1 batch:", sorted({names["color"][int(c)] for c in train.labels["color"][batch]}))
+_ = image_grid(train.images[batch[:24]], nrow=12)
 # %% [markdown]
 # Within such a batch colour no longer tells the images apart, so the stage-1 model's loss can only
 # fall by learning something else: shape, texture, position.
@@ -150,13 +154,14 @@ image_grid(train.images[batch[:24]], nrow=12);
 # features concatenated, then L2-normalised once, as the authors do):
 
 # %%
-long = probes.reset_index(names="features").melt(id_vars="features", var_name="attribute", value_name="accuracy")
+long = probes.reset_index(names="features").melt(
+    id_vars="features", var_name="attribute", value_name="accuracy"
+)
 plt.figure(figsize=(8, 3.5))
 ax = sns.barplot(long, x="features", y="accuracy", hue="attribute")
 ax.set_ylim(0, 1.05)
 ax.set_title("Linear probes on Trifeature, by stage")
-plt.xticks(rotation=20);
-
+_ = plt.xticks(rotation=20)
 # %%
 last = f"stages 0..{len(result.models) - 1}"
 glue("stage1_shape", float(probes.loc["stage 1", "shape"]), display=False)
@@ -169,13 +174,15 @@ glue("last_concat", last, display=False)
 # the concatenated MCL representation on Trifeature (its Table 2) against SimCLR:
 
 # %%
-paper_vs_run = pd.DataFrame({
-    "paper SimCLR": {a: paper.BASELINES["SimCLR"][f"trifeature/{a}"] for a in attributes},
-    "paper MCL": {a: paper.BASELINES["MCL"][f"trifeature/{a}"] for a in attributes},
-    "this run, stage 0": probes.loc["stage 0"],
-    f"this run, MCL ({last})": probes.loc[last],
-    "this run, random init": probes.loc["random init"],
-})
+paper_vs_run = pd.DataFrame(
+    {
+        "paper SimCLR": {a: paper.BASELINES["SimCLR"][f"trifeature/{a}"] for a in attributes},
+        "paper MCL": {a: paper.BASELINES["MCL"][f"trifeature/{a}"] for a in attributes},
+        "this run, stage 0": probes.loc["stage 0"],
+        f"this run, MCL ({last})": probes.loc[last],
+        "this run, random init": probes.loc["random init"],
+    }
+)
 paper_vs_run
 
 # %%
@@ -186,6 +193,12 @@ metrics = {
     "dropped": [None if s is None else s.n_dropped for s in result.samplers],
     "final_loss": [h.losses[-1] for h in result.histories],
 }
-save_results("02_mcl_step_by_step", metrics, scale=scale, seed=seed, device=device,
-             parameters={"data": setup.data, "recipe": asdict(recipe)},
-             wall_time_s=time.perf_counter() - started)
+save_results(
+    "02_mcl_step_by_step",
+    metrics,
+    scale=scale,
+    seed=seed,
+    device=device,
+    parameters={"data": setup.data, "recipe": asdict(recipe)},
+    wall_time_s=time.perf_counter() - started,
+)

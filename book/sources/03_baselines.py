@@ -19,15 +19,17 @@
 # equal-budget, equal-width control.
 
 # %% tags=["parameters"]
-scale = "book"  # smoke | book | paper
-device = "auto"
-seed = 0
-n_seeds = None  # seeds for the Trifeature headline rows (None: the preset's)
-epochs = None  # None: each data set's preset value
-batch_size = None
-n_stages = None
-datasets = ["trifeature", "celeba", "cifar_mnist"]
-ts_period = None  # TS's period in epochs (None: one cycle over the run; the paper's 400 needs ~400 epochs)
+scale: str = "book"  # smoke | book | paper
+device: str = "auto"
+seed: int = 0
+n_seeds: int | None = None  # seeds for the Trifeature headline rows (None: the preset's)
+epochs: int | None = None  # None: each data set's preset value
+batch_size: int | None = None
+n_stages: int | None = None
+datasets: list[str] = ["trifeature", "celeba", "cifar_mnist"]
+ts_period: int | None = (
+    None  # TS's period in epochs (None: one cycle over the run; the paper's 400 needs ~400 epochs)
+)
 
 # %%
 import time
@@ -56,18 +58,31 @@ for name in datasets:
     seeds = range(seed, seed + (n_seeds or setup.n_seeds)) if name == "trifeature" else [seed]
     for s in seeds:
         result = experiments.multistage(name, setup, train, scale=scale, seed=s, device=device)
-        ensemble = [experiments.simclr(name, setup, train, scale=scale, seed=e, device=device)
-                    for e in experiments.ensemble_seeds(s, len(result.models))]
+        ensemble = [
+            experiments.simclr(name, setup, train, scale=scale, seed=e, device=device)
+            for e in experiments.ensemble_seeds(s, len(result.models))
+        ]
         models = {"SimCLR": [result.models[0]], "MCL": result.models, "SimCLR ensemble": ensemble}
         if s == seed:  # the baselines: one seed per data set
             for method, key in (("IFM", "ifm"), ("TS", "ts"), ("FD", "fd")):
                 options = {"period": ts_period} if key == "ts" and ts_period else {}
-                models[method] = [experiments.baseline(name, setup, train, key, scale=scale, seed=s,
-                                                       device=device, **options)]
+                models[method] = [
+                    experiments.baseline(
+                        name, setup, train, key, scale=scale, seed=s, device=device, **options
+                    )
+                ]
         for method, members in models.items():
             for attribute, accuracy in probe_models(members, train, test, device=device).items():
-                rows.append({"data": name, "method": method, "seed": s, "attribute": attribute,
-                             "column": f"{name}/{attribute}", "accuracy": accuracy})
+                rows.append(
+                    {
+                        "data": name,
+                        "method": method,
+                        "seed": s,
+                        "attribute": attribute,
+                        "column": f"{name}/{attribute}",
+                        "accuracy": accuracy,
+                    }
+                )
 runs = pd.DataFrame(rows)
 summary = runs.groupby(["method", "column"])["accuracy"].agg(["mean", "std", "count"]).reset_index()
 summary.head()
@@ -91,8 +106,15 @@ table
 # %%
 fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
 for ax, name in zip(axes[0], datasets, strict=True):
-    sns.barplot(runs[runs.data == name], x="attribute", y="accuracy", hue="method", hue_order=METHODS,
-                errorbar="sd", ax=ax)
+    sns.barplot(
+        runs[runs.data == name],
+        x="attribute",
+        y="accuracy",
+        hue="method",
+        hue_order=METHODS,
+        errorbar="sd",
+        ax=ax,
+    )
     ax.set(title=name, ylim=(0, 1.05))
     ax.legend(fontsize=7, loc="lower right")
 fig.tight_layout()
@@ -116,8 +138,13 @@ glue("n_seeds_used", int(runs[runs.data == datasets[0]].seed.nunique()), display
 # `eps = 0.1`, `a = 1`.
 
 # %%
-save_results("03_baselines", {"runs": rows, "table": table.reset_index().to_dict(orient="records")},
-             scale=scale, seed=seed, device=device,
-             parameters={name: {"data": s.data, "recipe": asdict(s.recipe)} for name, s in setups.items()}
-             | {"ts_period": ts_period},
-             wall_time_s=time.perf_counter() - started)
+save_results(
+    "03_baselines",
+    {"runs": rows, "table": table.reset_index().to_dict(orient="records")},
+    scale=scale,
+    seed=seed,
+    device=device,
+    parameters={name: {"data": s.data, "recipe": asdict(s.recipe)} for name, s in setups.items()}
+    | {"ts_period": ts_period},
+    wall_time_s=time.perf_counter() - started,
+)

@@ -11,15 +11,15 @@
 # run cache).
 
 # %% tags=["parameters"]
-scale = "book"  # smoke | book | paper
-device = "auto"
-seed = 0
-epochs = None  # None: the preset's value
-n_stages = None
-k = None
-batch_size = None
-image_size = None
-n_anchors = 4  # images whose nearest neighbours are shown
+scale: str = "book"  # smoke | book | paper
+device: str = "auto"
+seed: int = 0
+epochs: int | None = None  # None: the preset's value
+n_stages: int | None = None
+k: int | None = None
+batch_size: int | None = None
+image_size: int | None = None
+n_anchors: int = 4  # images whose nearest neighbours are shown
 
 # %%
 import time
@@ -75,7 +75,10 @@ glue("ami_between_mean", float(off_diagonal.mean()), display=False)
 
 # %%
 by_attribute = pd.DataFrame(
-    {f"stage {s}": {a: ami(ids, train.labels[a]) for a in attributes} for s, ids in enumerate(result.cluster_ids)}
+    {
+        f"stage {s}": {a: ami(ids, train.labels[a]) for a in attributes}
+        for s, ids in enumerate(result.cluster_ids)
+    }
 ).T
 by_attribute
 
@@ -89,10 +92,21 @@ by_attribute
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 if len(result.cluster_ids) > 1:
-    crosstab = pd.crosstab(result.cluster_ids[0].numpy(), result.cluster_ids[1].numpy(),
-                           rownames=["stage 0 cluster"], colnames=["stage 1 cluster"])
-    sns.heatmap(crosstab, cmap="mako", ax=axes[0], cbar=False, annot=crosstab.shape[1] <= 12, fmt="d",
-                annot_kws={"fontsize": 6})
+    crosstab = pd.crosstab(
+        result.cluster_ids[0].numpy(),
+        result.cluster_ids[1].numpy(),
+        rownames=["stage 0 cluster"],
+        colnames=["stage 1 cluster"],
+    )
+    sns.heatmap(
+        crosstab,
+        cmap="mako",
+        ax=axes[0],
+        cbar=False,
+        annot=crosstab.shape[1] <= 12,
+        fmt="d",
+        annot_kws={"fontsize": 6},
+    )
 sizes = [np.sort(np.bincount(lab.numpy()))[::-1] for lab in result.pseudo_labels if lab is not None]
 for s, size in enumerate(sizes, start=1):
     axes[1].plot(np.arange(1, len(size) + 1), size, marker=".", label=f"stage {s}: {len(size)} groups")
@@ -119,8 +133,9 @@ def label(i: int) -> str:
     return "/".join(names[a][int(test.labels[a][i])][:5] for a in attributes)
 
 
-fig, axes = plt.subplots(n_anchors, len(stage_features), figsize=(3.2 * len(stage_features), 1.2 * n_anchors),
-                         squeeze=False)
+fig, axes = plt.subplots(
+    n_anchors, len(stage_features), figsize=(3.2 * len(stage_features), 1.2 * n_anchors), squeeze=False
+)
 same = {stage: {a: [] for a in attributes} for stage in stages}
 for s, (stage, feats) in enumerate(zip(stages, stage_features, strict=True)):
     neighbours = nearest_neighbours(feats, anchors, k=3)
@@ -147,9 +162,18 @@ neighbour_agreement
 
 # %%
 images = test.images[anchors]
-heat = [occlusion_map(m.eval().to("cpu").features, images, patch=max(2, images.shape[-1] // 4),
-                      stride=max(1, images.shape[-1] // 8)) for m in result.models]
-fig, axes = plt.subplots(n_anchors, len(heat) + 1, figsize=(1.6 * (len(heat) + 1), 1.6 * n_anchors), squeeze=False)
+heat = [
+    occlusion_map(
+        m.eval().to("cpu").features,
+        images,
+        patch=max(2, images.shape[-1] // 4),
+        stride=max(1, images.shape[-1] // 8),
+    )
+    for m in result.models
+]
+fig, axes = plt.subplots(
+    n_anchors, len(heat) + 1, figsize=(1.6 * (len(heat) + 1), 1.6 * n_anchors), squeeze=False
+)
 for row in range(n_anchors):
     image_grid(images[row : row + 1], nrow=1, ax=axes[row, 0])
     for s, h in enumerate(heat):
@@ -167,6 +191,12 @@ metrics = {
     "neighbour_agreement": neighbour_agreement.to_dict(orient="index"),
     "occlusion_spread": shape_focus,
 }
-save_results("04_what_each_stage_learns", metrics, scale=scale, seed=seed, device=device,
-             parameters={"data": setup.data, "recipe": asdict(setup.recipe), "n_anchors": n_anchors},
-             wall_time_s=time.perf_counter() - started)
+save_results(
+    "04_what_each_stage_learns",
+    metrics,
+    scale=scale,
+    seed=seed,
+    device=device,
+    parameters={"data": setup.data, "recipe": asdict(setup.recipe), "n_anchors": n_anchors},
+    wall_time_s=time.perf_counter() - started,
+)

@@ -12,14 +12,14 @@
 # averages out noise, so MCL's gain is real only where it beats this ensemble.
 
 # %% tags=["parameters"]
-scale = "book"  # smoke | book | paper
-device = "auto"
-seed = 0
-epochs = None  # None: the preset's value
-n_stages = None
-k = None
-batch_size = None
-n_train = None  # CIFAR-10 training images (None: the preset's)
+scale: str = "book"  # smoke | book | paper
+device: str = "auto"
+seed: int = 0
+epochs: int | None = None  # None: the preset's value
+n_stages: int | None = None
+k: int | None = None
+batch_size: int | None = None
+n_train: int | None = None  # CIFAR-10 training images (None: the preset's)
 
 # %%
 import time
@@ -44,10 +44,15 @@ print(f"CIFAR-10: {len(train)} training, {len(test)} test images; {setup.recipe}
 
 # %%
 result = experiments.multistage("cifar10", setup, train, scale=scale, seed=seed, device=device)
-ensemble = [experiments.simclr("cifar10", setup, train, scale=scale, seed=s, device=device)
-            for s in experiments.ensemble_seeds(seed, len(result.models))]
-rows = {"random init": probe_models([experiments.random_model(setup, train, seed=seed)], train, test,
-                                    device=device)["cifar"]}
+ensemble = [
+    experiments.simclr("cifar10", setup, train, scale=scale, seed=s, device=device)
+    for s in experiments.ensemble_seeds(seed, len(result.models))
+]
+rows = {
+    "random init": probe_models(
+        [experiments.random_model(setup, train, seed=seed)], train, test, device=device
+    )["cifar"]
+}
 for s in range(len(result.models)):
     name = "stage 0" if s == 0 else "stages " + "+".join(str(i) for i in range(s + 1))
     rows[f"MCL {name}"] = probe_models(result.models[: s + 1], train, test, device=device)["cifar"]
@@ -63,11 +68,16 @@ accuracy.to_frame()
 
 # %%
 stage_names = ["stage 0", "stages 0+1", "stages 0+1+2"][: len(result.models)]
-table = pd.DataFrame({
-    "paper (ImageNet)": [paper.IMAGENET_LINEAR[n] for n in stage_names],
-    "this run, MCL": [accuracy[f"MCL {n}"] for n in stage_names],
-    "this run, SimCLR ensemble": [accuracy[f"SimCLR ensemble of {i + 1}"] for i in range(len(stage_names))],
-}, index=stage_names)
+table = pd.DataFrame(
+    {
+        "paper (ImageNet)": [paper.IMAGENET_LINEAR[n] for n in stage_names],
+        "this run, MCL": [accuracy[f"MCL {n}"] for n in stage_names],
+        "this run, SimCLR ensemble": [
+            accuracy[f"SimCLR ensemble of {i + 1}"] for i in range(len(stage_names))
+        ],
+    },
+    index=stage_names,
+)
 gpu = committed_results("05_linear_eval_by_stage", "paper")
 if gpu is not None:
     table["GPU run (committed)"] = [gpu["metrics"]["accuracy"].get(f"MCL {n}") for n in stage_names]
@@ -91,6 +101,12 @@ glue("paper_gain", paper.IMAGENET_LINEAR[last] - paper.IMAGENET_LINEAR["stage 0"
 # close, the stages add no more than extra seeds would.
 
 # %%
-save_results("05_linear_eval_by_stage", {"accuracy": accuracy.to_dict()}, scale=scale, seed=seed, device=device,
-             parameters={"data": setup.data, "recipe": asdict(setup.recipe)},
-             wall_time_s=time.perf_counter() - started)
+save_results(
+    "05_linear_eval_by_stage",
+    {"accuracy": accuracy.to_dict()},
+    scale=scale,
+    seed=seed,
+    device=device,
+    parameters={"data": setup.data, "recipe": asdict(setup.recipe)},
+    wall_time_s=time.perf_counter() - started,
+)

@@ -14,8 +14,8 @@
 #   `torchrun` are covered in `mcl/distributed.py`.
 
 # %% tags=["parameters"]
-scale = "book"
-device = "auto"
+scale: str = "book"
+device: str = "auto"
 
 # %%
 from dataclasses import asdict
@@ -28,7 +28,14 @@ rows = []
 for name, by_scale in PRESETS.items():
     for level, setup in by_scale.items():
         recipe = asdict(setup.recipe)
-        rows.append({"data set": name, "scale": level, **{f"data: {k}": v for k, v in setup.data.items()},
-                     "seeds": setup.n_seeds, **recipe})
+        rows.append(
+            {
+                "data set": name,
+                "scale": level,
+                **{f"data: {k}": v for k, v in setup.data.items()},
+                "seeds": setup.n_seeds,
+                **recipe,
+            }
+        )
 table = pd.DataFrame(rows).set_index(["data set", "scale"])
 table.T.fillna("")
