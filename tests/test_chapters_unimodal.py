@@ -17,10 +17,15 @@ def test_the_book_html_is_built_with_every_chapter(smoke_book):
     html = SMOKE / "_build" / "html"
     assert (html / "index.html").exists()
     for chapter in [
+        "presets",
+        "01_feature_suppression",
         "02_mcl_step_by_step",
         "03_baselines",
         "04_what_each_stage_learns",
         "05_linear_eval_by_stage",
+        "06_clip_blind_pairs",
+        "07_mcl_clip",
+        "08_soup_and_retrieval",
     ]:
         page = html / "book" / f"{chapter}.html"
         assert page.exists(), page
