@@ -127,6 +127,8 @@ def runs_dir(scale: str) -> Path:
 # data sets): edits to them keep the cached runs valid.
 _NOT_TRAINING = {
     "__main__.py",
+    "experiments.py",  # the run keys name everything it passes to training
+    "scales.py",  # the run keys hold the preset's values
     "clip.py",
     "clip_eval.py",
     "clip_experiments.py",
@@ -221,31 +223,49 @@ def multistage(
 
 
 BASELINES = ("ifm", "ts", "fd")
+BASELINE_DEFAULTS: dict[str, dict[str, float | None]] = {
+    "ifm": {"eps": 0.1, "alpha": 1.0},
+    "ts": {"tau_min": 0.1, "tau_max": 1.0, "period": None},  # None: the recipe's epochs
+    "fd": {"budget": 0.05, "width": 16},
+}
 
 
-def baseline_kwargs(method: str, preset: Preset, in_channels: int, **options: float) -> dict[str, Any]:
-    """The :func:`mcl.train.train_contrastive` keywords that turn SimCLR into a baseline.
+def baseline_options(method: str, preset: Preset, **options: float | None) -> dict[str, float]:
+    """The baseline's settings: its defaults (:data:`BASELINE_DEFAULTS`) updated by the non-None
+    ``options``; TS's period defaults to the recipe's epochs (one cosine cycle per run: the paper's 400 epochs
+    would keep a short run near ``tau_max``). FD's viewmaker ``width`` 16 makes a step cost ~2.5 SimCLR
+    steps (~7 at width 32; see bench/bench_baselines.py)."""
+    if method not in BASELINES:
+        raise ValueError(f"method={method!r} is not a baseline; choose one of {BASELINES}")
+    unknown = set(options) - set(BASELINE_DEFAULTS[method])
+    if unknown:
+        raise ValueError(
+            f"unknown {method} options {sorted(unknown)}; valid: {sorted(BASELINE_DEFAULTS[method])}"
+        )
+    merged = {**BASELINE_DEFAULTS[method], **{k: v for k, v in options.items() if v is not None}}
+    if method == "ts" and merged["period"] is None:
+        merged["period"] = preset.recipe.epochs
+    return merged  # type: ignore[return-value]
 
-    ifm: ``loss_fn = ifm_loss(eps, alpha)`` (defaults 0.1 and 1); ts: ``temperature_schedule`` a cosine
-    between ``tau_min`` 0.1 and ``tau_max`` 1.0 with ``period`` epochs (default: the recipe's epochs, one
-    full cycle per run; the paper's 400 needs ~400 epochs to mean anything); fd: a fresh
-    :class:`~mcl.viewmaker.Viewmaker` with L1 ``budget`` (default 0.05) as ``view_transform``.
-    """
+
+def baseline_kwargs(method: str, preset: Preset, in_channels: int, **options: float | None) -> dict[str, Any]:
+    """The :func:`mcl.train.train_contrastive` keywords that turn SimCLR into baseline ``method``:
+    ifm: ``loss_fn = ifm_loss(eps, alpha)``; ts: ``temperature_schedule``, a cosine between ``tau_min`` and
+    ``tau_max`` with ``period`` epochs; fd: a fresh :class:`~mcl.viewmaker.Viewmaker` (L1 ``budget``,
+    ``width``) as ``view_transform``. Settings: :func:`baseline_options`."""
     from mcl.baselines import TemperatureSchedule, ifm_loss
     from mcl.viewmaker import Viewmaker
 
+    o = baseline_options(method, preset, **options)
     if method == "ifm":
-        return {"loss_fn": ifm_loss(options.get("eps", 0.1), options.get("alpha", 1.0))}
+        return {"loss_fn": ifm_loss(o["eps"], o["alpha"])}
     if method == "ts":
-        period = options.get("period") or preset.recipe.epochs
         return {
             "temperature_schedule": TemperatureSchedule(
-                tau_min=options.get("tau_min", 0.1), tau_max=options.get("tau_max", 1.0), period=period
+                tau_min=o["tau_min"], tau_max=o["tau_max"], period=o["period"]
             )
         }
-    if method == "fd":
-        return {"view_transform": Viewmaker(in_channels, budget=options.get("budget", 0.05))}
-    raise ValueError(f"method={method!r} is not a baseline; choose one of {BASELINES}")
+    return {"view_transform": Viewmaker(in_channels, budget=o["budget"], width=int(o["width"]))}
 
 
 def baseline(
@@ -263,7 +283,7 @@ def baseline(
 ) -> torch.nn.Module:
     """SimCLR trained as baseline ``method`` (ifm | ts | fd, see :func:`baseline_kwargs`), cached."""
     kwargs = baseline_kwargs(method, preset, train.images.shape[1], **options)
-    variant = f"{method}:{json.dumps(options, sort_keys=True)}"
+    variant = f"{method}:{json.dumps(baseline_options(method, preset, **options), sort_keys=True)}"
     return simclr(
         name,
         preset,
