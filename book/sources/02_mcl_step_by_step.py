@@ -135,7 +135,10 @@ fig.tight_layout()
 #
 # Stage 1's pseudo-label is stage 0's cluster id; stage 2's is the pair (stage-0 id, stage-1 id),
 # compacted to consecutive integers. The sampler visits the groups round-robin and draws every batch
-# from one group; leftovers that do not fill a batch are dropped for that epoch (reported below).
+# from one group; leftovers that do not fill a batch are dropped for that epoch (reported below). With
+# K = 10 the product gives stage 2 up to 100 groups: this is why the book preset trains on 10,000 images
+# with batches of 64 (with 5,000 images and batches of 256 no stage-2 group filled a batch, and the driver
+# says so and what to change).
 
 # %%
 for s in range(1, len(result.models)):

@@ -134,7 +134,8 @@ glue("n_seeds_used", int(runs[runs.data == datasets[0]].seed.nunique()), display
 #
 # Notes on the settings. TS's period defaults here to the run's length (one full cosine cycle per
 # run): with the paper's 400 epochs and a run of a few epochs the temperature would stay near 1.0
-# throughout. FD's viewmaker uses the viewmaker paper's L1 budget of 0.05. IFM uses the paper's
+# throughout. FD's viewmaker uses the viewmaker paper's L1 budget of 0.05, at width 16 (a
+# step costs ~2.5 SimCLR steps; ~7 at width 32, see `bench/RESULTS.md`). IFM uses the paper's
 # `eps = 0.1`, `a = 1`.
 
 # %%
