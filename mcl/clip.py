@@ -39,7 +39,6 @@ import torch
 import torch.nn.functional as F
 from open_clip.utils import freeze_batch_norm_2d
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from mcl.device import autocast, resolve_device, seed_everything
 from mcl.distributed import (
@@ -54,7 +53,7 @@ from mcl.distributed import (
 )
 from mcl.losses import clip_loss
 from mcl.stages import MultistageResult, run_multistage
-from mcl.train import TrainHistory, embed, epoch_batches, load_checkpoint, n_batches, save_checkpoint
+from mcl.train import TrainHistory, embed, epoch_batches, n_batches, resume, save_checkpoint
 
 # ------------------------------------------------------------------------------------------ models
 # The generated captioned scenes' captions run to 54 BPE tokens: a context of 64.
@@ -556,19 +555,8 @@ def train_clip(
     steps_per_epoch = n_batches(len(images), config.batch_size, batch_sampler)
     total = steps_per_epoch * config.epochs
 
-    checkpoint = Path(config.checkpoint_dir) / "last.pt" if config.checkpoint_dir else None
-    start, history = 0, TrainHistory()
-    if checkpoint is not None and checkpoint.exists():
-        start, history = load_checkpoint(checkpoint, {"model": net}, optimizer, device)
-
+    checkpoint, history, bar = resume(config, {"model": net}, optimizer, device, desc="CLIP", show=rank == 0)
     clock = time.perf_counter()
-    bar = tqdm(
-        range(start, config.epochs),
-        desc="CLIP",
-        disable=not config.progress or rank != 0,
-        initial=start,
-        total=config.epochs,
-    )
     for epoch in bar:
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         choice = pick_captions(offsets, generator)

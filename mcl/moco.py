@@ -40,12 +40,10 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from mcl.device import autocast, resolve_device, seed_everything
 from mcl.losses import check_temperature
@@ -54,7 +52,7 @@ from mcl.train import (
     TrainHistory,
     epoch_batches,
     epoch_generator,
-    load_checkpoint,
+    resume,
     save_checkpoint,
 )
 
@@ -412,19 +410,8 @@ def train_moco(
     params = [p for p in model.query.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
-    checkpoint = Path(config.checkpoint_dir) / "last.pt" if config.checkpoint_dir else None
-    start, history = 0, TrainHistory()
-    if checkpoint is not None and checkpoint.exists():
-        start, history = load_checkpoint(checkpoint, modules, optimizer, device)
-
+    checkpoint, history, epochs = resume(config, modules, optimizer, device, desc="train MoCo")
     clock = time.perf_counter()
-    epochs = tqdm(
-        range(start, config.epochs),
-        desc="train MoCo",
-        disable=not config.progress,
-        initial=start,
-        total=config.epochs,
-    )
     for epoch in epochs:
         temperature = check_temperature(
             temperature_schedule(epoch) if temperature_schedule else model.temperature

@@ -105,6 +105,35 @@ def load_checkpoint(path: Path, modules: dict[str, nn.Module], optimizer, device
     return state["epoch"] + 1, TrainHistory(**state["history"])
 
 
+def resume(
+    config: TrainConfig,
+    modules: dict[str, nn.Module],
+    optimizer,
+    device,
+    *,
+    desc: str = "train",
+    show: bool = True,
+) -> tuple[Path | None, TrainHistory, tqdm]:
+    """Where a run starts: ``(checkpoint path or None, history so far, bar over the epochs left)``.
+
+    With ``config.checkpoint_dir`` and a ``last.pt`` there, modules and optimizer are restored from it
+    (a finished run then has no epochs left). The bar is a tqdm over the remaining epochs, shown when
+    ``config.progress`` and ``show``.
+    """
+    checkpoint = Path(config.checkpoint_dir) / "last.pt" if config.checkpoint_dir else None
+    start, history = 0, TrainHistory()
+    if checkpoint is not None and checkpoint.exists():
+        start, history = load_checkpoint(checkpoint, modules, optimizer, device)
+    bar = tqdm(
+        range(start, config.epochs),
+        desc=desc,
+        disable=not (config.progress and show),
+        initial=start,
+        total=config.epochs,
+    )
+    return checkpoint, history, bar
+
+
 def train_contrastive(
     model: nn.Module,
     images: torch.Tensor,
@@ -136,19 +165,8 @@ def train_contrastive(
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
-    checkpoint = Path(config.checkpoint_dir) / "last.pt" if config.checkpoint_dir else None
-    start, history = 0, TrainHistory()
-    if checkpoint is not None and checkpoint.exists():
-        start, history = load_checkpoint(checkpoint, modules, optimizer, device)
-
+    checkpoint, history, epochs = resume(config, modules, optimizer, device)
     clock = time.perf_counter()
-    epochs = tqdm(
-        range(start, config.epochs),
-        desc="train",
-        disable=not config.progress,
-        initial=start,
-        total=config.epochs,
-    )
     for epoch in epochs:
         temperature = check_temperature(
             temperature_schedule(epoch) if temperature_schedule else config.temperature
