@@ -52,6 +52,7 @@ from mcl.train import (
     TrainHistory,
     epoch_batches,
     epoch_generator,
+    record_epoch,
     resume,
     save_checkpoint,
 )
@@ -439,14 +440,7 @@ def train_moco(
             model.enqueue(k, index, labels)
             total += loss.detach()
             count += 1
-        if count == 0:
-            raise ValueError(
-                "the epoch had no batches: the data set or the sampler's groups are smaller "
-                "than batch_size; lower batch_size"
-            )
-        history.losses.append((total / count).item())
-        history.temperatures.append(temperature)
-        epochs.set_postfix(loss=f"{history.losses[-1]:.3f}")
+        record_epoch(history, total, count, temperature, epochs)
         if checkpoint is not None:
             history.seconds += time.perf_counter() - clock
             clock = time.perf_counter()

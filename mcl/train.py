@@ -134,6 +134,21 @@ def resume(
     return checkpoint, history, bar
 
 
+def record_epoch(
+    history: TrainHistory, total: torch.Tensor, count: int, temperature: float, bar: tqdm
+) -> None:
+    """Append an epoch's mean loss ``total / count`` and its temperature to ``history``; show it on ``bar``.
+    An epoch without batches (``count == 0``) raises, naming the fix."""
+    if count == 0:
+        raise ValueError(
+            "the epoch had no batches: the data set or the sampler's groups are smaller "
+            "than batch_size; lower batch_size"
+        )
+    history.losses.append((total / count).item())
+    history.temperatures.append(temperature)
+    bar.set_postfix(loss=f"{history.losses[-1]:.3f}")
+
+
 def train_contrastive(
     model: nn.Module,
     images: torch.Tensor,
@@ -190,14 +205,7 @@ def train_contrastive(
             optimizer.step()
             total += loss.detach()
             count += 1
-        if count == 0:
-            raise ValueError(
-                "the epoch had no batches: the data set or the sampler's groups are smaller "
-                "than batch_size; lower batch_size"
-            )
-        history.losses.append((total / count).item())
-        history.temperatures.append(temperature)
-        epochs.set_postfix(loss=f"{history.losses[-1]:.3f}")
+        record_epoch(history, total, count, temperature, epochs)
         if checkpoint is not None:
             history.seconds += time.perf_counter() - clock
             clock = time.perf_counter()
