@@ -41,10 +41,12 @@ def chapters_in_toc(toc_path: Path) -> list[str]:
     return files
 
 
-def library_digest() -> str:
-    """sha256 over the library's source files, so a library change re-executes the chapters."""
+def inputs_digest() -> str:
+    """sha256 over the library's source files and the book's data files (the committed search results the
+    chapters read), so a change to either re-executes the chapters."""
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "mcl").rglob("*.py")):
+    data = [path for path in (ROOT / "book" / "data").rglob("*") if path.is_file()]
+    for path in sorted([*(ROOT / "mcl").rglob("*.py"), *data]):
         digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         MPLBACKEND="module://matplotlib_inline.backend_inline",
     )
     parameters = {"scale": args.scale, "device": args.device}
-    lib = library_digest()
+    lib = inputs_digest()
     failed = []
     for chapter in chapters_in_toc(ROOT / "_toc.yml"):
         notebook = ROOT / f"{chapter}.ipynb"

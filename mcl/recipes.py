@@ -41,6 +41,11 @@ class SimCLRRecipe:
     combine: str = "product"  # product | latest
     cluster_on: str = "features"  # features (backbone) | projection
     small_groups: str = "drop"  # drop | merge
+    stage_init: str = "fresh"  # fresh (seed + stage) | previous (stage s starts from stage s-1's weights)
+
+    def __post_init__(self) -> None:
+        if self.stage_init not in ("fresh", "previous"):
+            raise ValueError(f"stage_init={self.stage_init!r}; use 'fresh' or 'previous'")
 
     def with_overrides(self, **overrides) -> SimCLRRecipe:
         """A copy with the non-None overrides applied (how a chapter's parameters cell lands here)."""
@@ -143,7 +148,8 @@ def train_mcl(
     checkpoint_dir: Callable[[int], Path] | None = None,
     **train_kwargs,
 ) -> MultistageResult[ContrastiveNet]:
-    """MCL with SimCLR: ``recipe.n_stages`` stages, each freshly initialised (seed + stage).
+    """MCL with SimCLR: ``recipe.n_stages`` stages, each freshly initialised (seed + stage) or, with
+    ``recipe.stage_init="previous"``, starting from the previous stage's trained weights.
 
     ``checkpoint_dir(stage)``, when given, is the folder stage ``stage`` checkpoints into (and is loaded
     from when finished)."""
@@ -162,9 +168,18 @@ def train_mcl(
             **train_kwargs,
         )[1]
 
+    built: list[ContrastiveNet] = []
+
+    def build(stage: int) -> ContrastiveNet:
+        model = build_model(recipe, in_channels, seed + stage)
+        if recipe.stage_init == "previous" and built:
+            model.load_state_dict(built[-1].state_dict())
+        built.append(model)
+        return model
+
     return run_multistage(
         n_stages=recipe.n_stages,
-        build=lambda stage: build_model(recipe, in_channels, seed + stage),
+        build=build,
         train=train,
         embed=lambda model: features(model, data, device=device, part=recipe.cluster_on),
         batch_size=recipe.batch_size,

@@ -53,6 +53,28 @@ def test_mcl_stage_zero_is_the_simclr_run_of_the_same_seed(results):
     assert len(result.models) == 2 and result.samplers[1] is not None
 
 
+def test_stages_can_start_from_the_previous_stage(monkeypatch):
+    from mcl import recipes
+
+    starts = []  # the weights each stage's training starts from
+    original = recipes.train_simclr
+
+    def spy(data, recipe, *, model, **kwargs):
+        starts.append(model.encoder.blocks[0].weight.detach().clone())
+        return original(data, recipe, model=model, **kwargs)
+
+    monkeypatch.setattr(recipes, "train_simclr", spy)
+    data = tiny_images()
+    warm = recipes.train_mcl(data, TINY.recipe.with_overrides(stage_init="previous"), seed=1, progress=False)
+    assert torch.equal(starts[1], warm.models[0].encoder.blocks[0].weight)  # stage 1 starts where 0 ended
+    assert not torch.equal(warm.models[1].encoder.blocks[0].weight, warm.models[0].encoder.blocks[0].weight)
+    fresh = recipes.train_mcl(data, TINY.recipe, seed=1, progress=False)
+    assert torch.equal(starts[3], recipes.build_model(TINY.recipe, 3, seed=2).encoder.blocks[0].weight)
+    assert torch.equal(fresh.models[0].encoder.blocks[0].weight, warm.models[0].encoder.blocks[0].weight)
+    with pytest.raises(ValueError, match="stage_init"):
+        SimCLRRecipe(stage_init="warm")
+
+
 def test_without_digit_blanks_the_digit_half_only():
     images = torch.randint(1, 256, (4, 3, 32, 64), dtype=torch.uint8)
     data = LabeledImages(

@@ -100,7 +100,7 @@ ours = ours[columns]
 ours["average"] = ours.mean(axis=1)
 theirs = pd.DataFrame(paper.BASELINES).T.reindex(["SimCLR", "MCL", "IFM", "TS", "FD"])[columns]
 theirs["average"] = theirs.mean(axis=1)
-table = pd.concat({"this run": ours, "paper": theirs}, axis=0).round(3)
+table = pd.concat({"this run": ours, "paper": theirs}, axis=0, names=["source", "method"]).round(3)
 table
 
 # %%

@@ -1,0 +1,111 @@
+"""Search for a book-scale Trifeature recipe under which MCL's stages learn the suppressed shape.
+
+    .venv/bin/python book/search_trifeature.py [--only NAME ...] [--seed S] [--out FILE.json]
+
+For every candidate (recipe overrides of the trifeature "book" preset) this trains MCL with SimCLR
+(stage 0 is plain SimCLR) and the equal-budget SimCLR seed ensemble (seeds
+:func:`mcl.experiments.ensemble_seeds`), then probes shape, texture and colour on: SimCLR, each MCL stage
+alone, the concatenation of all stages and the ensemble. It also records the AMI of every stage's
+k-means clusters with each attribute. The issue's targets, checked per candidate:
+
+    stage-1 shape >= SimCLR shape + MARGIN,  concatenation shape >= ensemble shape + MARGIN
+
+Results are merged into the JSON file after every candidate (chapter 2 shows them). Runs are
+single-threaded (torch and BLAS) and not cached: the library digest changes too often.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from threadpoolctl import threadpool_limits
+
+from mcl import experiments
+from mcl.cluster import ami
+from mcl.recipes import probe_models, train_mcl, train_simclr
+from mcl.scales import preset
+
+ROOT = Path(__file__).resolve().parents[1]
+MARGIN = 0.05
+ATTRIBUTES = ("shape", "texture", "color")
+
+# name -> recipe overrides of the trifeature book preset (data: 10 renders per combination, 32 px).
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "book preset": {},
+    "crop>=0.3": {"crop_scale": 0.3},
+    "t=0.2": {"temperature": 0.2},
+    "crop>=0.3, t=0.2": {"crop_scale": 0.3, "temperature": 0.2},
+    "10 epochs": {"epochs": 10},
+    "cluster the projection": {"cluster_on": "projection"},
+    "combine latest": {"combine": "latest"},
+    "stages start from the previous stage": {"stage_init": "previous"},
+    "previous stage, crop>=0.3": {"stage_init": "previous", "crop_scale": 0.3},
+    "previous stage, 4 stages": {"stage_init": "previous", "n_stages": 4},
+}
+
+
+def measure(name: str, seed: int, device: str) -> dict[str, Any]:
+    """MCL and the seed ensemble of candidate ``name``: per-attribute probes and cluster AMIs."""
+    setup = preset("trifeature", "book", **CANDIDATES[name])
+    started = time.perf_counter()
+    train, test = experiments.load_data("trifeature", setup)
+    result = train_mcl(train, setup.recipe, seed=seed, device=device, progress=False)
+    others = [
+        train_simclr(train, setup.recipe, seed=s, device=device, progress=False)[0]
+        for s in experiments.ensemble_seeds(seed, setup.recipe.n_stages)[1:]
+    ]
+
+    def probe(models: list[torch.nn.Module]) -> dict[str, float]:
+        return probe_models(models, train, test, device=device)
+
+    out: dict[str, Any] = {
+        "recipe_overrides": CANDIDATES[name],
+        "simclr": probe(result.models[:1]),  # stage 0 is the SimCLR run of this seed
+        "stages": [probe([m]) for m in result.models],
+        "concat": probe(result.models),
+        "ensemble": probe(result.models[:1] + others),
+        "cluster_ami": [{a: ami(ids, train.labels[a]) for a in ATTRIBUTES} for ids in result.cluster_ids],
+    }
+    out["stage1_gain"] = out["stages"][1]["shape"] - out["simclr"]["shape"]
+    out["concat_gain"] = out["concat"]["shape"] - out["ensemble"]["shape"]
+    out["meets_targets"] = out["stage1_gain"] >= MARGIN and out["concat_gain"] >= MARGIN
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--only", action="append", default=[], choices=sorted(CANDIDATES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=ROOT / "book" / "data" / "trifeature_search.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+    command = shlex.join([".venv/bin/python", "book/search_trifeature.py", *sys.argv[1:]])
+    stamp = {"command": command, "date": datetime.date.today().isoformat(), "seed": args.seed}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.only or list(CANDIDATES):
+        print(f"[search] {name}", flush=True)
+        measured = measure(name, args.seed, args.device) | stamp
+        print(json.dumps(measured), flush=True)
+        # Re-read before writing: several searches may run side by side, each on one thread.
+        record = json.loads(args.out.read_text()) if args.out.exists() else {"candidates": {}}
+        record.update(margin=MARGIN, base="trifeature book preset", device=args.device, cpu_threads=1)
+        record["candidates"][name if args.seed == 0 else f"{name}, seed {args.seed}"] = measured
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.exit(main())
