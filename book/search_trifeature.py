@@ -43,13 +43,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "book preset": {},
     "crop>=0.3": {"crop_scale": 0.3},
     "t=0.2": {"temperature": 0.2},
-    "crop>=0.3, t=0.2": {"crop_scale": 0.3, "temperature": 0.2},
     "10 epochs": {"epochs": 10},
     "cluster the projection": {"cluster_on": "projection"},
     "combine latest": {"combine": "latest"},
     "stages start from the previous stage": {"stage_init": "previous"},
-    "previous stage, crop>=0.3": {"stage_init": "previous", "crop_scale": 0.3},
-    "previous stage, 4 stages": {"stage_init": "previous", "n_stages": 4},
+    "k=20, combine latest": {"k": 20, "combine": "latest"},
+    "previous stage, combine latest": {"stage_init": "previous", "combine": "latest"},
 }
 
 

@@ -16,11 +16,11 @@
 scale: str = "book"  # smoke | book | paper
 device: str = "auto"  # auto | cpu | cuda
 seed: int = 0
-epochs: int | None = None  # None: the preset's value for this scale
-n_stages: int | None = None
-k: int | None = None  # k-means clusters per stage
-batch_size: int | None = None
-image_size: int | None = None  # Trifeature render size in pixels
+epochs = None  # int; None: the preset's value for this scale
+n_stages = None  # int; None: the preset's value
+k = None  # int; k-means clusters per stage (None: the preset's)
+batch_size = None  # int; None: the preset's value
+image_size = None  # int; Trifeature render size in pixels (None: the preset's)
 
 # %%
 import json

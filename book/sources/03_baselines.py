@@ -22,14 +22,12 @@
 scale: str = "book"  # smoke | book | paper
 device: str = "auto"
 seed: int = 0
-n_seeds: int | None = None  # seeds for the Trifeature headline rows (None: the preset's)
-epochs: int | None = None  # None: each data set's preset value
-batch_size: int | None = None
-n_stages: int | None = None
+n_seeds = None  # int; seeds for the Trifeature headline rows (None: the preset's)
+epochs = None  # int; None: each data set's preset value
+batch_size = None  # int; None: the preset's value
+n_stages = None  # int; None: the preset's value
 datasets: list[str] = ["trifeature", "celeba", "cifar_mnist"]
-ts_period: int | None = (
-    None  # TS's period in epochs (None: one cycle over the run; the paper's 400 needs ~400 epochs)
-)
+ts_period = None  # int; TS's period in epochs (None: one cycle over the run; the paper's 400 needs ~400)
 
 # %%
 import time

@@ -14,11 +14,11 @@
 scale: str = "book"  # smoke | book | paper
 device: str = "auto"
 seed: int = 0
-epochs: int | None = None  # None: the preset's value
-n_stages: int | None = None
-k: int | None = None
-batch_size: int | None = None
-image_size: int | None = None
+epochs = None  # int; None: the preset's value
+n_stages = None  # int; None: the preset's value
+k = None  # int; None: the preset's value
+batch_size = None  # int; None: the preset's value
+image_size = None  # int; None: the preset's value
 n_anchors: int = 4  # images whose nearest neighbours are shown
 
 # %%

@@ -15,11 +15,11 @@
 scale: str = "book"  # smoke | book | paper
 device: str = "auto"
 seed: int = 0
-epochs: int | None = None  # None: the preset's value
-n_stages: int | None = None
-k: int | None = None
-batch_size: int | None = None
-n_train: int | None = None  # CIFAR-10 training images (None: the preset's)
+epochs = None  # int; None: the preset's value
+n_stages = None  # int; None: the preset's value
+k = None  # int; None: the preset's value
+batch_size = None  # int; None: the preset's value
+n_train = None  # int; CIFAR-10 training images (None: the preset's)
 
 # %%
 import time
