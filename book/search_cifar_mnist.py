@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from mcl import experiments
 from mcl.recipes import probe_models, train_mcl, train_simclr
-from mcl.scales import preset
+from mcl.scales import Preset, preset
 
 ROOT = Path(__file__).resolve().parents[1]
 MARGIN = 0.05
@@ -62,13 +62,18 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 
-def measure(name: str, seed: int, device: str) -> dict[str, Any]:
-    """Train SimCLR and the CIFAR-only control of candidate ``name``; probe them and their random inits."""
+def candidate_setup(name: str) -> Preset:
+    """The cifar_mnist book preset with candidate ``name``'s data and recipe overrides over the base."""
     data, recipe = CANDIDATES[name]
-    setup = experiments.with_data(
+    return experiments.with_data(
         preset("cifar_mnist", "book", **(BASE_RECIPE | recipe)),
         **({"n_train": N_TRAIN, "n_test": N_TEST, "composition": "side"} | data),
     )
+
+
+def measure(name: str, seed: int, device: str) -> dict[str, Any]:
+    """Train SimCLR and the CIFAR-only control of candidate ``name``; probe them and their random inits."""
+    setup = candidate_setup(name)
     started = time.perf_counter()
     train, test = experiments.load_data("cifar_mnist", setup)
     control_train, control_test = experiments.load_cifar_only(setup)
@@ -91,7 +96,7 @@ def measure(name: str, seed: int, device: str) -> dict[str, Any]:
     suppression = (cifar["control"] - cifar["random_control"]) - (cifar["simclr"] - cifar["random"])
     return {
         "data": setup.data,
-        "recipe_overrides": recipe,
+        "recipe_overrides": CANDIDATES[name][1],
         "probes": probes,
         "suppression": suppression,
         "shows": suppression >= MARGIN,
@@ -101,11 +106,7 @@ def measure(name: str, seed: int, device: str) -> dict[str, Any]:
 
 def measure_mcl(name: str, seed: int, device: str) -> dict[str, Any]:
     """MCL (clustering the backbone, then the projection) against an equal-budget SimCLR ensemble."""
-    data, recipe = CANDIDATES[name]
-    setup = experiments.with_data(
-        preset("cifar_mnist", "book", **(BASE_RECIPE | recipe)),
-        **({"n_train": N_TRAIN, "n_test": N_TEST, "composition": "side"} | data),
-    )
+    setup = candidate_setup(name)
     started = time.perf_counter()
     train, test = experiments.load_data("cifar_mnist", setup)
     n = setup.recipe.n_stages
