@@ -4,9 +4,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import StandardScaler
 
-from mcl.evaluate import knn_accuracy, linear_probe, nearest_neighbours, occlusion_map, probe_attributes
+from mcl.evaluate import (
+    fit_logistic_regression,
+    knn_accuracy,
+    linear_probe,
+    nearest_neighbours,
+    occlusion_map,
+    probe_attributes,
+)
 
 
 def blobs(n: int, d: int, classes: int, spread: float, seed: int):
@@ -34,6 +43,51 @@ def test_linear_probe_is_scale_invariant_per_feature():
     assert linear_probe(x[:400], y[:400], x[400:], y[400:]) == pytest.approx(
         linear_probe(scaled[:400], y[:400], scaled[400:], y[400:]), abs=0.01
     )
+
+
+def sklearn_objective(x, y, weight, bias, C=1.0):
+    """scikit-learn's LogisticRegression objective: mean cross-entropy + ||W||^2 / (2 C N)."""
+    return float(F.cross_entropy(x @ weight + bias, y) + weight.square().sum() / (2 * C * len(x)))
+
+
+@pytest.mark.parametrize(("dim", "classes", "C"), [(16, 3, 1.0), (40, 10, 1.0), (40, 10, 0.01)])
+def test_logistic_regression_matches_scikit_learn(dim, classes, C):
+    x, y = blobs(1500, dim, classes, 8.0, dim + classes)  # overlapping classes: a non-trivial optimum
+    x = x.double()
+    weight, bias = fit_logistic_regression(x, y, C=C, tol=1e-8)
+    ref = LogisticRegression(C=C, tol=1e-8, max_iter=5000).fit(x.numpy(), y.numpy())
+    ref_w, ref_b = torch.from_numpy(ref.coef_.T), torch.from_numpy(ref.intercept_)
+    ours, theirs = sklearn_objective(x, y, weight, bias, C), sklearn_objective(x, y, ref_w, ref_b, C)
+    assert ours == pytest.approx(theirs, rel=1e-6)
+    assert torch.linalg.norm(weight - ref_w) / torch.linalg.norm(ref_w) < 1e-3
+    predicted = (x @ weight + bias).argmax(1).numpy()
+    assert np.mean(predicted == ref.predict(x.numpy())) > 0.995
+
+
+def test_probe_attributes_match_the_scikit_learn_pipeline():
+    x, shape = blobs(2000, 24, 5, 7.0, 11)
+    texture = (
+        x[:, 0] + 3 * torch.randn(2000, generator=torch.Generator().manual_seed(12)) > 0
+    ).long() * 7 + 3
+    labels = {"shape": shape, "texture": texture}  # texture's classes are 3 and 10: any integers work
+    ours = probe_attributes(
+        x[:1500], {k: v[:1500] for k, v in labels.items()}, x[1500:], {k: v[1500:] for k, v in labels.items()}
+    )
+    scaler = StandardScaler().fit(x[:1500].numpy())
+    for name, y in labels.items():
+        ref = LogisticRegression(max_iter=1000).fit(scaler.transform(x[:1500].numpy()), y[:1500].numpy())
+        reference = ref.score(scaler.transform(x[1500:].numpy()), y[1500:].numpy())
+        assert ours[name] == pytest.approx(reference, abs=0.006)  # at most 3 of 500 test points flip
+
+
+def test_probe_attributes_rejects_bad_input():
+    x, y = blobs(100, 4, 2, 1.0, 13)
+    with pytest.raises(ValueError, match="single class"):
+        probe_attributes(x, {"a": torch.zeros(100)}, x, {"a": y})
+    with pytest.raises(ValueError, match="differ in length"):
+        probe_attributes(x, {"a": y[:50]}, x, {"a": y})
+    with pytest.raises(ValueError, match="C=0"):
+        linear_probe(x, y, x, y, C=0)
 
 
 def test_probe_attributes_one_accuracy_per_attribute():
