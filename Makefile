@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SCALE ?= book
+JOBS ?= 2
 export HF_HUB_OFFLINE ?= 1
 # the offline data mirror, when this checkout has one beside it (CI sets it explicitly)
 export MCL_DATA_MIRROR ?= $(wildcard $(abspath ..)/shared/data)
@@ -19,8 +20,8 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-book: setup  ## execute every chapter with papermill at SCALE (smoke|book|paper) and build the HTML
-	$(PY) book/build.py --scale $(SCALE)
+book: setup  ## execute every chapter with papermill at SCALE (smoke|book|paper), JOBS at a time, and build the HTML
+	$(PY) book/build.py --scale $(SCALE) --jobs $(JOBS)
 
 test: setup  ## pytest (includes executing the chapters at smoke scale and building the book)
 	$(PY) -m pytest

@@ -58,6 +58,7 @@ from mcl.clip_eval import MMVPResult, evaluate_retrieval, mmvp_features, model_s
 from mcl.cluster import ami
 from mcl.data.mmvp import PATTERN_ABBREVIATIONS, PATTERNS, MMVPPair, load_mmvp_vlm, write_synthetic_mmvp
 from mcl.data.scenes import PROPERTIES, SceneSpec, caption, make_captioned_scenes, sample_scene
+from mcl.locking import exclusive
 from mcl.results import results_dir
 from mcl.stages import MultistageResult
 from mcl.train import TrainHistory
@@ -302,14 +303,15 @@ def load_scenes(
     """``n`` generated captioned scenes (cached in ``cache`` as a .pt file): uint8 ``[n, 3, size, size]``,
     captions, and property codes (:func:`scene_properties`)."""
     path = cache / f"scenes-n{n}-s{size}-seed{seed}.pt"
-    if path.exists():
-        saved = torch.load(path, weights_only=False)
-        images, captions = saved["images"], saved["captions"]
-    else:
-        images, captions = make_captioned_scenes(n, size=size, seed=seed)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"images": images, "captions": captions}, tmp)
-        tmp.replace(path)
+    with exclusive(path):
+        if path.exists():
+            saved = torch.load(path, weights_only=False)
+            images, captions = saved["images"], saved["captions"]
+        else:
+            images, captions = make_captioned_scenes(n, size=size, seed=seed)
+            tmp = path.with_suffix(".tmp")
+            torch.save({"images": images, "captions": captions}, tmp)
+            tmp.replace(path)
     specs = scene_specs(n, seed)
     if [caption(s) for s in specs[:8]] != captions[:8]:
         raise RuntimeError(f"{path} does not match make_captioned_scenes(seed={seed}); delete it and rerun")
@@ -347,14 +349,15 @@ def load_mmvp(preset: ClipPreset, cache: Path, seed: int = 0) -> list[MMVPPair]:
         root = Path(preset.mmvp_root) if preset.mmvp_root else _data_root_path(ENV_MMVP_ROOT, "MMVP_VLM")
         return load_mmvp_vlm(root)
     root = cache / f"mmvp-synthetic-s{preset.scene_size}-p{preset.mmvp_pairs_per_pattern}-seed{seed}"
-    if not (root / "Questions.csv").exists():
-        tmp = Path(tempfile.mkdtemp(dir=cache, prefix="mmvp-tmp-"))
-        write_synthetic_mmvp(
-            tmp, size=preset.scene_size, pairs_per_pattern=preset.mmvp_pairs_per_pattern, seed=seed
-        )
-        if root.exists():  # a partial folder from an interrupted run
-            shutil.rmtree(root)
-        tmp.replace(root)
+    with exclusive(root):
+        if not (root / "Questions.csv").exists():
+            tmp = Path(tempfile.mkdtemp(dir=cache, prefix="mmvp-tmp-"))
+            write_synthetic_mmvp(
+                tmp, size=preset.scene_size, pairs_per_pattern=preset.mmvp_pairs_per_pattern, seed=seed
+            )
+            if root.exists():  # a partial folder from an interrupted run
+                shutil.rmtree(root)
+            tmp.replace(root)
     return load_mmvp_vlm(root)
 
 
@@ -400,7 +403,8 @@ def train_stage0(
         progress=progress,
         checkpoint_dir=str(cache / f"stage0-{stage0_key(preset, data, seed)}"),
     )
-    history = train_clip(model, data.images, data.captions, config)
+    with exclusive(config.checkpoint_dir):
+        history = train_clip(model, data.images, data.captions, config)
     return model, history
 
 
@@ -425,7 +429,8 @@ def train_control(
         preset.stage_config(device, seed + 1, progress),
         checkpoint_dir=str(cache / f"control-{mcl_key(preset, data, seed)}"),
     )
-    history = train_clip(model, data.images, data.captions, config)
+    with exclusive(config.checkpoint_dir):
+        history = train_clip(model, data.images, data.captions, config)
     return model, history
 
 
@@ -464,19 +469,20 @@ def run_mcl(
         preset.stage_config(device, seed, progress),
         checkpoint_dir=str(cache / f"mcl-{mcl_key(preset, data, seed)}"),
     )
-    return mcl_clip(
-        stage0,
-        data.images,
-        data.captions,
-        config,
-        n_stages=preset.n_stages,
-        k=preset.k,
-        unlocked_groups=preset.unlocked_groups,
-        lock_text=preset.lock_text,
-        combine=preset.combine,
-        small_groups=preset.small_groups,
-        progress=progress,
-    )
+    with exclusive(config.checkpoint_dir):
+        return mcl_clip(
+            stage0,
+            data.images,
+            data.captions,
+            config,
+            n_stages=preset.n_stages,
+            k=preset.k,
+            unlocked_groups=preset.unlocked_groups,
+            lock_text=preset.lock_text,
+            combine=preset.combine,
+            small_groups=preset.small_groups,
+            progress=progress,
+        )
 
 
 # ------------------------------------------------------------------------------------------- scoring

@@ -5,7 +5,8 @@ all look at the same Trifeature MCL run), so every run is stored under ``runs_di
 ``key`` a hash of the data set, its loader arguments, the recipe, the seed, the variant and the library's
 source. A rerun with the same inputs loads the finished checkpoint instead of training again; a change to
 any of them trains anew. Runs are deterministic on the CPU for a seed, so a cached model is the model the
-code would train.
+code would train. Each run is locked while it trains (:func:`mcl.locking.exclusive`), so chapters executed
+side by side wait for a shared run instead of training it twice.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 import mcl
 from mcl.data.base import LabeledImages
+from mcl.locking import exclusive
 from mcl.moco import MoCo, train_moco
 from mcl.recipes import build_model, train_config, train_mcl, train_simclr
 from mcl.results import results_dir
@@ -134,6 +136,7 @@ _NOT_TRAINING = {
     "clip_experiments.py",
     "distributed.py",
     "evaluate.py",
+    "locking.py",
     "paper.py",
     "results.py",
     "captions.py",
@@ -184,15 +187,16 @@ def simclr(
     key = run_key(
         **_data_inputs(name, preset, data_seed), recipe=asdict(preset.recipe), seed=seed, variant=variant
     )
-    model, _ = train_simclr(
-        train,
-        preset.recipe,
-        seed=seed,
-        device=device,
-        progress=progress,
-        checkpoint_dir=runs_dir(scale) / key,
-        **train_kwargs,
-    )
+    with exclusive(runs_dir(scale) / key):
+        model, _ = train_simclr(
+            train,
+            preset.recipe,
+            seed=seed,
+            device=device,
+            progress=progress,
+            checkpoint_dir=runs_dir(scale) / key,
+            **train_kwargs,
+        )
     return model
 
 
@@ -219,7 +223,8 @@ def multistage(
             )
         return runs_dir(scale) / run_key(**data_inputs, recipe=asdict(recipe), seed=seed, stage=stage)
 
-    return train_mcl(train, recipe, seed=seed, device=device, progress=progress, checkpoint_dir=stage_dir)
+    with exclusive(*(stage_dir(stage) for stage in range(recipe.n_stages))):
+        return train_mcl(train, recipe, seed=seed, device=device, progress=progress, checkpoint_dir=stage_dir)
 
 
 BASELINES = ("ifm", "ts", "fd")
@@ -336,7 +341,8 @@ def moco(
     config = train_config(
         preset.recipe, seed=seed, device=device, progress=progress, checkpoint_dir=str(runs_dir(scale) / key)
     )
-    train_moco(model, train.images, config, augment=preset.recipe.augment(tuple(train.images.shape[2:])))
+    with exclusive(runs_dir(scale) / key):
+        train_moco(model, train.images, config, augment=preset.recipe.augment(tuple(train.images.shape[2:])))
     return model.eval()
 
 

@@ -16,9 +16,10 @@ SMOKE = ROOT / "_build" / "smoke"
 
 @pytest.fixture(scope="session")
 def smoke_book() -> Path:
-    """Run ``book/build.py --scale smoke --device cpu`` (cached per chapter) and return the results folder."""
+    """Run ``book/build.py --scale smoke --device cpu --jobs 2`` (cached per chapter) and return the results
+    folder."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "book" / "build.py"), "--scale", "smoke", "--device", "cpu"],
+        [sys.executable, str(ROOT / "book" / "build.py"), "--scale", "smoke", "--device", "cpu", "--jobs", "2"],
         cwd=ROOT,
         capture_output=True,
         text=True,
