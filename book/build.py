@@ -8,10 +8,10 @@ files, see :mod:`mcl.results`), ``logs/`` (each execution's output) and ``html/`
 re-executed only when its inputs change: the notebook, the library's source, or the parameters (the
 cache key covers all three).
 
-``--jobs N`` executes N chapters at a time, in the table of contents' order, each kernel with
-``cpu_count / N`` threads. Chapters share cached training runs; a run is locked while it trains
-(:mod:`mcl.locking`), so a chapter that needs a run another one is training waits for it. On a 2-core
-CPU two single-threaded chapters do ~1.4x the work of one chapter with two threads.
+``--jobs N`` executes N chapters at a time, longest first (by the wall time in each chapter's last
+results file), each kernel with ``cpu_count / N`` threads. Chapters share cached training runs; a run is
+locked while it trains (:mod:`mcl.locking`), so a chapter that needs a run another one is training waits
+for it. On a 2-core CPU two single-threaded chapters do ~1.4x the work of one chapter with two threads.
 """
 
 from __future__ import annotations
@@ -78,6 +78,16 @@ def execute(notebook: Path, output: Path, parameters: dict, env: dict[str, str],
         cmd += ["-p", key, str(value)]
     with log.open("w") as handle:
         return subprocess.run(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode == 0
+
+
+def expected_seconds(name: str, scale: str) -> float:
+    """A chapter's last measured wall time: from its results file in this build, else the committed one
+    (``results/<scale>/``); 0 when neither exists."""
+    for folder in (ROOT / "_build" / scale / "results", ROOT / "results" / scale):
+        path = folder / f"{name}.json"
+        if path.exists():
+            return float(json.loads(path.read_text())["provenance"].get("wall_time_s") or 0)
+    return 0.0
 
 
 def kernel_env(env: dict[str, str], jobs: int) -> dict[str, str]:
@@ -162,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         for chapter in chapters_in_toc(ROOT / "_toc.yml")
         if (ROOT / f"{chapter}.ipynb").exists() and (not args.only or Path(chapter).name in args.only)
     ]
+    if args.jobs > 1:  # longest first, so the longest chapter does not start last and run alone
+        chapters.sort(key=lambda chapter: -expected_seconds(Path(chapter).name, args.scale))
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         failed = [name for name in pool.map(run_chapter, chapters) if name]
