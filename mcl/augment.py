@@ -313,3 +313,27 @@ class CropFlip(SimCLRAugment):
         flip_p: float = 0.5,
     ) -> None:
         super().__init__(size, scale=scale, ratio=ratio, flip_p=flip_p, jitter_p=0.0, gray_p=0.0)
+
+
+class AugmentColumns(torch.nn.Module):
+    """Augment only the first ``width`` columns of each image; pass the rest through unchanged.
+
+    ``forward(x [B, C, H, W]) -> float [B, C, H, W]``: ``augment`` (whose output size must be
+    ``(H, width)``) on ``x[..., :width]``, concatenated with ``x[..., width:]`` as it is, so every view
+    of an image shares those columns exactly. On CIFAR-MNIST side by side (``width`` 32) the photo is
+    augmented and the digit is the same in both views: the easiest shortcut a contrastive loss can take.
+    """
+
+    def __init__(self, augment: SimCLRAugment, width: int) -> None:
+        super().__init__()
+        if not (isinstance(width, int) and width >= 1):
+            raise ValueError(f"width={width!r} must be a positive int (the columns to augment)")
+        if augment.size[1] != width:
+            raise ValueError(f"augment.size={augment.size} must have width {width} (it fills those columns)")
+        self.augment, self.width = augment, width
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[-1] <= self.width:
+            raise ValueError(f"x.shape={tuple(x.shape)} must be [B, C, H, W] with W > width={self.width}")
+        left = self.augment(x[..., : self.width], generator)
+        return torch.cat([left, to_float_image(x[..., self.width :])], dim=-1)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mcl.augment import SimCLRAugment
+from mcl.augment import AugmentColumns, SimCLRAugment
 from mcl.data.base import LabeledImages
 from mcl.evaluate import probe_attributes
 from mcl.models import ContrastiveNet, build_encoder
@@ -36,6 +36,7 @@ class SimCLRRecipe:
     temperature: float = 0.5
     crop_scale: float = 0.08  # lower bound of the random-resized-crop area
     jitter_strength: float = 1.0  # multiplies SimCLR's (0.4, 0.4, 0.4, 0.1) colour jitter
+    augment_width: int = 0  # augment only the first columns, the rest shared by both views (0: all)
     n_stages: int = 3  # MCL stages, stage 0 included
     k: int = 10  # k-means clusters per stage
     combine: str = "product"  # product | latest
@@ -54,16 +55,25 @@ class SimCLRRecipe:
             raise ValueError(f"unknown recipe fields {sorted(unknown)}; valid: {sorted(asdict(self))}")
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
-    def augment(self, image_size: tuple[int, int]) -> SimCLRAugment:
+    def augment(self, image_size: tuple[int, int]) -> SimCLRAugment | AugmentColumns:
+        """SimCLR's augmentation for images of ``image_size`` (H, W); with ``augment_width`` > 0 only the
+        first ``augment_width`` columns are augmented (:class:`~mcl.augment.AugmentColumns`)."""
         s = self.jitter_strength
-        return SimCLRAugment(
-            image_size,
+        height, width = image_size
+        if not 0 <= self.augment_width < width:
+            raise ValueError(
+                f"augment_width={self.augment_width} must be in [0, {width}) for images {height}x{width} "
+                "(e.g. CIFAR-MNIST overlays are 32x32); set augment_width=0 to augment the whole image"
+            )
+        simclr = SimCLRAugment(
+            (height, self.augment_width or width),
             scale=(self.crop_scale, 1.0),
             brightness=0.4 * s,
             contrast=0.4 * s,
             saturation=0.4 * s,
             hue=min(0.1 * s, 0.5),
         )
+        return AugmentColumns(simclr, self.augment_width) if self.augment_width else simclr
 
 
 def build_model(recipe: SimCLRRecipe, in_channels: int, seed: int) -> ContrastiveNet:

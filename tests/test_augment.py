@@ -378,3 +378,26 @@ def test_invalid_inputs_raise() -> None:
         aug(torch.rand(3, 8, 8))
     with pytest.raises(ValueError, match="dtype"):
         aug(torch.ones(2, 3, 8, 8, dtype=torch.int64))
+
+
+def test_augment_columns_shares_the_right_part_and_augments_the_left():
+    from mcl.augment import AugmentColumns
+    from mcl.recipes import SimCLRRecipe
+
+    x = torch.randint(0, 256, (6, 3, 32, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    augment = SimCLRRecipe(augment_width=32).augment((32, 64))
+    assert isinstance(augment, AugmentColumns)
+    one, two = augment(x, torch.Generator().manual_seed(1)), augment(x, torch.Generator().manual_seed(2))
+    assert one.shape == two.shape == (6, 3, 32, 64)
+    assert torch.equal(one[..., 32:], x[..., 32:].float() / 255) and torch.equal(one[..., 32:], two[..., 32:])
+    assert not torch.equal(one[..., :32], two[..., :32])
+    # the left part is exactly the wrapped augmentation of the left columns, with the same random draws
+    reference = augment.augment(x[..., :32], torch.Generator().manual_seed(1))
+    assert torch.equal(one[..., :32], reference)
+    with pytest.raises(ValueError, match="width 16"):
+        AugmentColumns(augment.augment, 16)
+    with pytest.raises(ValueError, match="W > width"):
+        augment(x[..., :32])
+    with pytest.raises(ValueError, match="set augment_width=0"):
+        SimCLRRecipe(augment_width=32).augment((32, 32))  # e.g. CIFAR-MNIST's overlay
+    assert isinstance(SimCLRRecipe(augment_width=0).augment((32, 64)), SimCLRAugment)

@@ -123,12 +123,20 @@ if "trifeature/shape" in tri.columns:
     for method in METHODS:
         glue(f"shape_{method.replace(' ', '_')}", float(tri.loc[method, "trifeature/shape"]), display=False)
 glue("n_seeds_used", int(runs[runs.data == datasets[0]].seed.nunique()), display=False)
+if "cifar_mnist/cifar" in ours.columns:
+    for method in METHODS:
+        glue(f"cifar_{method.replace(' ', '_')}", float(ours.loc[method, "cifar_mnist/cifar"]), display=False)
 
 # %% [markdown]
 # On Trifeature's shape (mean of {glue:text}`n_seeds_used` seed(s)): SimCLR
 # {glue:text}`shape_SimCLR:.2f`, MCL {glue:text}`shape_MCL:.2f`, the equal-budget SimCLR ensemble
 # {glue:text}`shape_SimCLR_ensemble:.2f`, IFM {glue:text}`shape_IFM:.2f`, TS
 # {glue:text}`shape_TS:.2f`, FD {glue:text}`shape_FD:.2f`.
+#
+# On CIFAR-MNIST, where SimCLR suppresses the photo (both views share the digit; see chapter 1), the CIFAR
+# probes read: SimCLR {glue:text}`cifar_SimCLR:.2f`, MCL {glue:text}`cifar_MCL:.2f`, the ensemble
+# {glue:text}`cifar_SimCLR_ensemble:.2f`, IFM {glue:text}`cifar_IFM:.2f`, TS {glue:text}`cifar_TS:.2f`,
+# FD {glue:text}`cifar_FD:.2f` (one seed; compare chapter 1's untrained network and CIFAR-only control).
 #
 # Notes on the settings. TS's period defaults here to the run's length (one full cosine cycle per
 # run): with the paper's 400 epochs and a run of a few epochs the temperature would stay near 1.0
