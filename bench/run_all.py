@@ -20,7 +20,7 @@ QUICK_ARGS = {
     "bench_train_step.py": ["--steps", "3"],
     "bench_baselines.py": ["--steps", "3", "--repeats", "1"],
     "bench_clip_step.py": ["--n", "600", "--batch", "64", "--steps", "4"],
-    "bench_probe.py": ["--n", "4000", "--repeats", "1"],
+    "bench_probe.py": ["--repeats", "1"],
 }
 
 
