@@ -49,6 +49,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "stages start from the previous stage": {"stage_init": "previous"},
     "k=20, combine latest": {"k": 20, "combine": "latest"},
     "previous stage, combine latest": {"stage_init": "previous", "combine": "latest"},
+    # finer stage-0 clusters, so that a cluster fixes texture as well as colour (~100-200 images each)
+    "k=50, combine latest": {"k": 50, "combine": "latest"},
+    "k=100, combine latest": {"k": 100, "combine": "latest"},
 }
 
 
