@@ -43,6 +43,7 @@ N_TRAIN, N_TEST = 5000, 2000
 # when the presets change; candidates override it. Data: N_TRAIN/N_TEST images, side by side by default.
 BASE_RECIPE: dict[str, Any] = {"width": 32, "proj_dim": 64, "epochs": 10, "batch_size": 256, "lr": 1e-3}
 BASE_RECIPE |= {"temperature": 0.5, "crop_scale": 0.08, "jitter_strength": 1.0, "augment_width": 0}
+BASE_RECIPE |= {"groups_per_batch": 1, "stage_init": "fresh"}  # the MCL rows' sampler and stage starts
 # name -> (data overrides, recipe overrides). The first six together took about 35 minutes of one busy CPU
 # thread; a side-by-side run costs about three times an overlay run.
 CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {

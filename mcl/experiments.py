@@ -119,6 +119,22 @@ def load_cifar_only(preset: Preset, *, seed: int = 0) -> tuple[LabeledImages, La
     raise ValueError(f"composition={composition!r} has no CIFAR-only control; use 'side' or 'overlay'")
 
 
+def load_one_color(
+    preset: Preset, color: str = "cyan", *, seed: int = 0
+) -> tuple[LabeledImages, LabeledImages]:
+    """(train, test) of the one-colour control of a trifeature preset: the renders of :func:`load_data`
+    (same shapes, textures, rotations and positions) all drawn in ``color``, labels shape and texture."""
+    from mcl.data.trifeature import load_trifeature
+
+    args = preset.data
+    return tuple(  # type: ignore[return-value]
+        load_trifeature(
+            split, n_per_combination=args[f"n_{split}"], size=args["size"], seed=seed, one_color=color
+        )
+        for split in ("train", "test")
+    )
+
+
 # ------------------------------------------------------------------------------------------ cached runs
 def runs_dir(scale: str) -> Path:
     """Where trained runs are kept: ``runs/`` beside the results folder (``_build/<scale>/runs``)."""

@@ -1,12 +1,14 @@
 """Contrastive losses: SimCLR's NT-Xent and CLIP's symmetric loss.
 
 MCL (Zhang et al., ECCV 2024) leaves the loss unchanged: feature-aware negative sampling is done by the
-batch sampler (``mcl.sampling``), so these are the standard losses, vectorised and validated.
+batch sampler (``mcl.sampling``), so these are the standard losses, vectorised and validated;
+``grouped_loss`` applies one to each one-group block of a batch that holds several groups.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +65,32 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
     idx = torch.arange(n, device=z.device)
     targets = torch.cat([idx + n, idx])
     return F.cross_entropy(logits, targets)
+
+
+def grouped_loss(loss_fn: Callable[..., Tensor], n_groups: int) -> Callable[..., Tensor]:
+    """``loss_fn(z1, z2, *args)`` applied to each of ``n_groups`` equal, contiguous blocks of the batch,
+    averaged: negatives stay within an anchor's block (one pseudo-label group of
+    :class:`mcl.sampling.FeatureAwareBatchSampler` with ``groups_per_batch=n_groups``).
+
+    ``z1``, ``z2``: [N, D] with N divisible by ``n_groups``; block b is rows ``[b N/G, (b+1) N/G)``. With
+    equal blocks the mean over blocks of NT-Xent's per-block mean is the mean over all 2N views.
+    """
+    if isinstance(n_groups, bool) or not isinstance(n_groups, int) or n_groups < 1:
+        raise ValueError(f"n_groups={n_groups!r} must be an int >= 1")
+    if n_groups == 1:
+        return loss_fn
+
+    def loss(z1: Tensor, z2: Tensor, *args, **kwargs) -> Tensor:
+        if z1.shape[0] % n_groups:
+            raise ValueError(
+                f"the batch has {z1.shape[0]} rows, not divisible into n_groups={n_groups} blocks; use a "
+                "batch size divisible by groups_per_batch"
+            )
+        blocks = zip(z1.chunk(n_groups), z2.chunk(n_groups), strict=True)
+        return torch.stack([loss_fn(a, b, *args, **kwargs) for a, b in blocks]).mean()
+
+    loss.__name__ = f"grouped_{getattr(loss_fn, '__name__', 'loss')}"
+    return loss
 
 
 def clip_loss(

@@ -18,6 +18,7 @@ from torch import nn
 from mcl.augment import AugmentColumns, SimCLRAugment
 from mcl.data.base import LabeledImages
 from mcl.evaluate import probe_attributes
+from mcl.losses import grouped_loss, nt_xent
 from mcl.models import ContrastiveNet, build_encoder
 from mcl.stages import MultistageResult, concat_features, run_multistage
 from mcl.train import TrainConfig, TrainHistory, embed, train_contrastive
@@ -43,10 +44,16 @@ class SimCLRRecipe:
     cluster_on: str = "features"  # features (backbone) | projection
     small_groups: str = "drop"  # drop | merge
     stage_init: str = "fresh"  # fresh (seed + stage) | previous (stage s starts from stage s-1's weights)
+    groups_per_batch: int = 1  # MCL stages: one-group blocks per batch, negatives within a block (1: authors)
 
     def __post_init__(self) -> None:
         if self.stage_init not in ("fresh", "previous"):
             raise ValueError(f"stage_init={self.stage_init!r}; use 'fresh' or 'previous'")
+        if self.groups_per_batch < 1 or self.batch_size % self.groups_per_batch:
+            raise ValueError(
+                f"groups_per_batch={self.groups_per_batch} must be >= 1 and divide "
+                f"batch_size={self.batch_size}"
+            )
 
     def with_overrides(self, **overrides) -> SimCLRRecipe:
         """A copy with the non-None overrides applied (how a chapter's parameters cell lands here)."""
@@ -159,11 +166,14 @@ def train_mcl(
     **train_kwargs,
 ) -> MultistageResult[ContrastiveNet]:
     """MCL with SimCLR: ``recipe.n_stages`` stages, each freshly initialised (seed + stage) or, with
-    ``recipe.stage_init="previous"``, starting from the previous stage's trained weights.
+    ``recipe.stage_init="previous"``, starting from the previous stage's trained weights. Stages >= 1
+    draw batches of ``recipe.groups_per_batch`` one-group blocks and keep negatives within a block
+    (:func:`mcl.losses.grouped_loss` around ``loss_fn``, NT-Xent unless given).
 
     ``checkpoint_dir(stage)``, when given, is the folder stage ``stage`` checkpoints into (and is loaded
     from when finished)."""
     in_channels = data.images.shape[1]
+    loss_fn = train_kwargs.pop("loss_fn", nt_xent)
 
     def train(model: ContrastiveNet, sampler, stage: int) -> TrainHistory:
         return train_simclr(
@@ -175,6 +185,7 @@ def train_mcl(
             batch_sampler=sampler,
             progress=progress,
             checkpoint_dir=None if checkpoint_dir is None else checkpoint_dir(stage),
+            loss_fn=loss_fn if sampler is None else grouped_loss(loss_fn, recipe.groups_per_batch),
             **train_kwargs,
         )[1]
 
@@ -196,6 +207,7 @@ def train_mcl(
         k=recipe.k,
         combine=recipe.combine,
         small_groups=recipe.small_groups,
+        groups_per_batch=recipe.groups_per_batch,
         seed=seed,
         progress=progress,
     )

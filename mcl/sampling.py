@@ -3,7 +3,10 @@
 ``combine_labels`` turns the k-means cluster ids of stages 0..s into the pseudo-label of stage s+1, and
 ``FeatureAwareBatchSampler`` draws every global batch (all ranks together) from one pseudo-label group, so
 an anchor's negatives share everything the earlier stages learned and the loss, unchanged, has to use
-something new.
+something new. With ``groups_per_batch`` G > 1 a global batch is G equal blocks, each from one group, and
+the loss keeps negatives within a block (:func:`mcl.losses.grouped_loss`): the same negatives per anchor,
+but batch normalisation no longer sees a single group per step (with one colour per batch, BatchNorm's
+statistics at training differ from those at evaluation; chapter 2 measures what this costs).
 
 The authors' sampler (``MCL_batch_sampler_DDP`` in GitHub MajorDavidZhang/MCL, ``my_training/data.py``)
 visits the groups round-robin in ascending label order, one batch per group per round, skipping groups with
@@ -117,6 +120,12 @@ class FeatureAwareBatchSampler(Sampler[list[int]]):
     split across ranks as evenly as possible (their sizes may then differ by one: a loss that all-gathers
     equal-sized features across ranks needs "drop").
 
+    groups_per_batch: G >= 1 blocks per global batch, each of ``global_batch_size // G`` samples from one
+    group (the global batch size must divide by G). Blocks are cut from the shuffled groups and visited
+    round-robin as above; G consecutive blocks make one global batch (so they come from G different groups
+    while G groups have blocks left) and the last ``len(blocks) % G`` blocks are dropped. Pair it with
+    :func:`mcl.losses.grouped_loss` so negatives stay within a block. "merge" needs G = 1.
+
     Counts (the same every epoch): ``n_samples``, ``n_groups``, ``n_trained_groups`` (groups with at least
     one homogeneous batch), ``n_homogeneous_batches`` and ``n_mixed_batches`` (global steps per epoch),
     ``n_dropped`` (samples not used in an epoch), ``n_merged`` (samples in mixed batches); ``summary()``.
@@ -131,6 +140,7 @@ class FeatureAwareBatchSampler(Sampler[list[int]]):
         rank: int | None = None,
         world_size: int | None = None,
         small_groups: str = "drop",
+        groups_per_batch: int = 1,
     ) -> None:
         arr = _as_label_array(labels, "labels")
         if arr.size == 0:
@@ -146,6 +156,21 @@ class FeatureAwareBatchSampler(Sampler[list[int]]):
         self.rank, self.world_size = _resolve_rank(rank, world_size)
         self.batch_size = int(batch_size)
         self.global_batch_size = self.batch_size * self.world_size
+        if (
+            isinstance(groups_per_batch, bool)
+            or not isinstance(groups_per_batch, int)
+            or groups_per_batch < 1
+        ):
+            raise ValueError(f"groups_per_batch={groups_per_batch!r} must be an int >= 1")
+        if self.global_batch_size % groups_per_batch or self.global_batch_size // groups_per_batch < 2:
+            raise ValueError(
+                f"groups_per_batch={groups_per_batch} must divide the global batch {self.global_batch_size} "
+                "into blocks of at least 2 samples; choose a divisor of it"
+            )
+        if groups_per_batch > 1 and small_groups != "drop":
+            raise ValueError(f"small_groups={small_groups!r} needs groups_per_batch=1; use 'drop'")
+        self.groups_per_batch = groups_per_batch
+        self.block_size = self.global_batch_size // groups_per_batch
         self.seed = int(seed)
         self.small_groups = small_groups
         self.epoch = 0
@@ -154,13 +179,19 @@ class FeatureAwareBatchSampler(Sampler[list[int]]):
         order = np.argsort(inverse.reshape(-1), kind="stable")
         self._members = np.split(order, np.cumsum(counts)[:-1])  # dataset indices of each group
         self.group_sizes = counts.astype(np.int64)
-        self._full = self.group_sizes // self.global_batch_size  # homogeneous global batches per group
+        self._full = self.group_sizes // self.block_size  # one-group blocks per group
+        # block -> (group, round), round-robin: by round, then by group; G consecutive blocks make a batch
+        group = np.repeat(np.arange(counts.size), self._full)
+        rounds = np.arange(group.size) - np.repeat(np.cumsum(self._full) - self._full, self._full)
+        visit = np.lexsort((group, rounds))
+        n_used = group.size - group.size % groups_per_batch
+        self._blocks = list(zip(group[visit][:n_used].tolist(), rounds[visit][:n_used].tolist(), strict=True))
 
         self.n_samples = int(arr.size)
         self.n_groups = int(counts.size)
-        self.n_trained_groups = int((self._full > 0).sum())
-        self.n_homogeneous_batches = int(self._full.sum())
-        leftover = int((self.group_sizes - self._full * self.global_batch_size).sum())
+        self.n_trained_groups = len({g for g, _ in self._blocks})
+        self.n_homogeneous_batches = n_used // groups_per_batch
+        leftover = self.n_samples - n_used * self.block_size
         self.n_dropped, self.n_merged, self.n_mixed_batches = leftover, 0, 0
         if small_groups == "merge" and leftover > 0:
             whole, rest = divmod(leftover, self.global_batch_size)
@@ -182,15 +213,9 @@ class FeatureAwareBatchSampler(Sampler[list[int]]):
         """All ranks' global batches of the current epoch, in order (arrays of dataset indices)."""
         rng = np.random.default_rng([self.seed, self.epoch])
         shuffled = [members[rng.permutation(members.size)] for members in self._members]
-        gbs = self.global_batch_size
-        # one entry per homogeneous batch: its group and its round (index within the group)
-        group = np.repeat(np.arange(self.n_groups), self._full)
-        rounds = np.arange(group.size) - np.repeat(np.cumsum(self._full) - self._full, self._full)
-        order = np.lexsort((group, rounds))  # round-robin: by round, then by group (ascending label)
-        batches = [
-            shuffled[g][r * gbs : (r + 1) * gbs]
-            for g, r in zip(group[order].tolist(), rounds[order].tolist(), strict=True)
-        ]
+        gbs, bs, n = self.global_batch_size, self.block_size, self.groups_per_batch
+        blocks = [shuffled[g][r * bs : (r + 1) * bs] for g, r in self._blocks]
+        batches = [np.concatenate(blocks[i : i + n]) for i in range(0, len(blocks), n)]
         if self.n_mixed_batches:
             pool = np.concatenate([s[f * gbs :] for s, f in zip(shuffled, self._full.tolist(), strict=True)])
             pool = pool[rng.permutation(pool.size)]
@@ -216,13 +241,13 @@ class FeatureAwareBatchSampler(Sampler[list[int]]):
             f"FeatureAwareBatchSampler: {self.n_samples} samples in {self.n_groups} pseudo-label groups "
             f"(sizes {sizes}); global batch {self.global_batch_size} = {self.batch_size} x "
             f"{self.world_size} rank(s); this is rank {self.rank}.",
-            f"{self.n_trained_groups} group(s) fill at least one global batch: "
-            f"{self.n_homogeneous_batches} homogeneous batches per epoch.",
+            f"{self.n_trained_groups} group(s) fill at least one block of {self.block_size}: "
+            f"{self.n_homogeneous_batches} batches of {self.groups_per_batch} one-group block(s) per epoch.",
         ]
         if self.small_groups == "drop":
             lines.append(
                 f"small_groups='drop': {self.n_dropped} samples ({self.n_dropped * pct:.1f}%) "
-                f"do not fill a global batch and are skipped each epoch; "
+                f"do not fill a block (or a last batch) and are skipped each epoch; "
                 f"{self.n_groups - self.n_trained_groups} group(s) never train."
             )
         else:

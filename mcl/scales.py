@@ -33,7 +33,19 @@ _PAPER = SimCLRRecipe(
 # Book scale (a 2-core laptop CPU): the small CNN, 5 epochs, batch 64. With K = 10 and the product of the
 # stages' cluster ids, stage 2 trains on ~100 pseudo-label groups, so it needs ~10,000 training images for
 # most groups to fill a batch of 64 (see chapter 2); the 2-stage presets need only stage 0's 10 groups.
-_BOOK = SimCLRRecipe(width=32, proj_dim=64, epochs=5, batch_size=64, n_stages=3, k=10)
+# MCL stages: batches of 4 one-group blocks of 16 (negatives within a block), each stage starting from the
+# previous stage's weights. Chosen by book/search_trifeature.py: with one group per batch the small CNN's
+# BatchNorm sees one colour per step, and stage 1 read shape worse than SimCLR (chapter 2's table).
+_BOOK = SimCLRRecipe(
+    width=32,
+    proj_dim=64,
+    epochs=5,
+    batch_size=64,
+    n_stages=3,
+    k=10,
+    groups_per_batch=4,
+    stage_init="previous",
+)
 
 PRESETS: dict[str, dict[str, Preset]] = {
     "trifeature": {

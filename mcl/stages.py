@@ -51,6 +51,7 @@ def run_multistage(
     combine: str = "product",
     spherical: bool = False,
     small_groups: str = "drop",
+    groups_per_batch: int = 1,
     seed: int = 0,
     rank: int = 0,
     world_size: int = 1,
@@ -63,8 +64,9 @@ def run_multistage(
     given weights, as the CLIP recipe does, let ``build`` load them). train(model, sampler,
     stage) trains in place and returns a history; ``sampler`` is None at stage 0 and a
     :class:`FeatureAwareBatchSampler` over the pseudo-labels afterwards (``batch_size`` is its
-    per-rank batch size). embed(model) -> float ``[N, D]`` embeddings of the training set, in
-    dataset order, L2-normalised (what is clustered, with ``k`` clusters).
+    per-rank batch size; ``groups_per_batch`` one-group blocks make a batch, and ``train`` must then
+    keep negatives within a block, see :func:`mcl.losses.grouped_loss`). embed(model) -> float ``[N, D]``
+    embeddings of the training set, in dataset order, L2-normalised (what is clustered, with ``k`` clusters).
     """
     if n_stages < 1:
         raise ValueError(f"n_stages={n_stages} must be >= 1 (stage 0 is ordinary training)")
@@ -83,11 +85,13 @@ def run_multistage(
                 rank=rank,
                 world_size=world_size,
                 small_groups=small_groups,
+                groups_per_batch=groups_per_batch,
             )
             if len(sampler) == 0:
                 raise ValueError(
-                    f"stage {stage}: none of the {sampler.n_groups} pseudo-label groups (largest "
-                    f"{int(sampler.group_sizes.max())} samples) fills a batch of {batch_size * world_size}; "
+                    f"stage {stage}: the {sampler.n_groups} pseudo-label groups (largest "
+                    f"{int(sampler.group_sizes.max())} samples) fill no batch of {groups_per_batch} block(s) "
+                    f"of {sampler.block_size}; "
                     "use a smaller batch_size or k, combine='latest', or more training data"
                 )
         model = build(stage)

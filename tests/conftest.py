@@ -19,7 +19,16 @@ def smoke_book() -> Path:
     """Run ``book/build.py --scale smoke --device cpu --jobs 2`` (cached per chapter) and return the results
     folder."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "book" / "build.py"), "--scale", "smoke", "--device", "cpu", "--jobs", "2"],
+        [
+            sys.executable,
+            str(ROOT / "book" / "build.py"),
+            "--scale",
+            "smoke",
+            "--device",
+            "cpu",
+            "--jobs",
+            "2",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

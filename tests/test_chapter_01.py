@@ -9,7 +9,10 @@ from conftest import ROOT, read_results
 
 ATTRIBUTES = {"trifeature": ["shape", "texture", "color"], "cifar_mnist": ["cifar", "mnist"]}
 METHODS = ["SimCLR", "MoCo-v2", "random init"]
-CONTROLS = ["SimCLR, CIFAR only", "random init, CIFAR only"]
+CONTROLS = {  # data set -> (control methods, the attributes they are probed on)
+    "cifar_mnist": (["SimCLR, CIFAR only", "random init, CIFAR only"], ["cifar"]),
+    "trifeature": (["SimCLR, one colour", "random init, one colour"], ["shape", "texture"]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +23,11 @@ def metrics(smoke_book: Path) -> dict:
 def test_one_probe_per_method_data_set_and_attribute(metrics):
     probes = metrics["probes"]
     assert set(probes) == set(ATTRIBUTES)
-    assert set(probes["trifeature"]) == set(METHODS)
-    assert set(probes["cifar_mnist"]) == set(METHODS + CONTROLS)
     for name, methods in probes.items():
+        controls, control_attributes = CONTROLS[name]
+        assert set(methods) == set(METHODS + controls)
         for method, by_attribute in methods.items():
-            expected = ["cifar"] if method in CONTROLS else ATTRIBUTES[name]
+            expected = control_attributes if method in controls else ATTRIBUTES[name]
             assert list(by_attribute) == expected, (name, method)
             for row in by_attribute.values():
                 assert len(row["seeds"]) == len(metrics["seeds"][name]) >= 1
@@ -46,6 +49,13 @@ def test_gains_and_suppression_follow_from_the_probes(metrics):
     for method in ("SimCLR", "MoCo-v2"):
         method_gain = cm[method]["cifar"]["mean"] - cm["random init"]["cifar"]["mean"]
         assert metrics["cifar_suppression"][method] == pytest.approx(control_gain - method_gain)
+    tri = probes["trifeature"]
+    for attribute in ("shape", "texture"):
+        control_gain = (
+            tri["SimCLR, one colour"][attribute]["mean"] - tri["random init, one colour"][attribute]["mean"]
+        )
+        simclr_gain = tri["SimCLR"][attribute]["mean"] - tri["random init"][attribute]["mean"]
+        assert metrics["trifeature_suppression"][attribute] == pytest.approx(control_gain - simclr_gain)
 
 
 def test_neighbour_agreement_covers_each_model_and_attribute(metrics):

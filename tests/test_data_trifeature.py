@@ -217,11 +217,26 @@ def test_textures_are_distinct_patterns():
             assert (values[i] - values[j]).abs().mean() > 0.1, (TEXTURES[i], TEXTURES[j])
 
 
+def test_one_color_draws_the_same_renders_in_one_colour():
+    coloured = make_trifeature(1, seed=3)
+    white = make_trifeature(1, seed=3, one_color="white")
+    assert set(white.labels) == {"shape", "texture"} and set(white.label_names) == {"shape", "texture"}
+    for name in ("shape", "texture"):
+        assert torch.equal(white.labels[name], coloured.labels[name])
+    was_white = coloured.labels["color"] == WHITE
+    assert torch.equal(white.images[was_white], coloured.images[was_white])  # those were white already
+    assert (white.images[:, 0] == white.images[:, 1]).all() and (
+        white.images[:, 1] == white.images[:, 2]
+    ).all()
+
+
 def test_invalid_arguments_raise():
     with pytest.raises(ValueError, match="n_per_combination"):
         make_trifeature(0)
     with pytest.raises(ValueError, match="split"):
         load_trifeature("val")
+    with pytest.raises(ValueError, match="one_color='grey'"):
+        make_trifeature(1, one_color="grey")
     with pytest.raises(ValueError, match="size"):
         make_trifeature(1, size=4)
     with pytest.raises(ValueError, match="shape="):

@@ -6,6 +6,7 @@ import torch
 from mcl import experiments
 from mcl.baselines import IFMLoss, TemperatureSchedule
 from mcl.data.base import LabeledImages
+from mcl.losses import grouped_loss, nt_xent
 from mcl.recipes import SimCLRRecipe
 from mcl.scales import Preset
 from mcl.viewmaker import Viewmaker
@@ -73,6 +74,29 @@ def test_stages_can_start_from_the_previous_stage(monkeypatch):
     assert torch.equal(fresh.models[0].encoder.blocks[0].weight, warm.models[0].encoder.blocks[0].weight)
     with pytest.raises(ValueError, match="stage_init"):
         SimCLRRecipe(stage_init="warm")
+
+
+def test_stages_train_on_blocks_of_groups_with_negatives_within_a_block(monkeypatch):
+    from mcl import recipes
+
+    seen = []  # (sampler, loss value on a fixed pair) per stage
+
+    def spy(data, recipe, *, batch_sampler, loss_fn, **kwargs):
+        z1, z2 = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)).chunk(2)
+        seen.append((batch_sampler, float(loss_fn(torch.cat([z1, z2]), torch.cat([z2, z1]), 0.5))))
+        return recipes.build_model(recipe, 3, seed=0), None
+
+    monkeypatch.setattr(recipes, "train_simclr", spy)
+    recipe = TINY.recipe.with_overrides(groups_per_batch=2)
+    recipes.train_mcl(tiny_images(), recipe, seed=1, progress=False)
+    z1, z2 = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)).chunk(2)
+    whole = float(nt_xent(torch.cat([z1, z2]), torch.cat([z2, z1]), 0.5))
+    halves = float(grouped_loss(nt_xent, 2)(torch.cat([z1, z2]), torch.cat([z2, z1]), 0.5))
+    assert seen[0][0] is None and seen[0][1] == whole  # stage 0: plain SimCLR
+    for sampler, value in seen[1:]:
+        assert sampler.groups_per_batch == 2 and value == halves
+    with pytest.raises(ValueError, match="groups_per_batch"):
+        SimCLRRecipe(batch_size=64, groups_per_batch=3)
 
 
 def test_without_digit_blanks_the_digit_half_only():

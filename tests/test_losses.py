@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mcl.losses import check_temperature, clip_loss, nt_xent
+from mcl.losses import check_temperature, clip_loss, grouped_loss, nt_xent
 
 SIZES = [(2, 3), (5, 4), (8, 16)]
 TEMPERATURES = [0.07, 0.5, 1.0, 2.0]
@@ -29,6 +29,26 @@ def naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, t: float) -> torch.Tensor:
                 denom = denom + torch.exp(sim(views[i], views[k]) / t)
         total = total - torch.log(torch.exp(sim(views[i], views[pos]) / t) / denom)
     return total / n2
+
+
+def naive_grouped_nt_xent(z1: torch.Tensor, z2: torch.Tensor, t: float, groups: list[int]) -> torch.Tensor:
+    """NT-Xent in which view i's denominator only sums over views k != i of samples in i's group."""
+    n = z1.shape[0]
+    views = [v for v in z1] + [v for v in z2]
+
+    def sim(a, b):
+        return (a * b).sum() / (a.norm() * b.norm())
+
+    total = 0.0
+    for i in range(2 * n):
+        pos = (i + n) % (2 * n)
+        denom = sum(
+            torch.exp(sim(views[i], views[k]) / t)
+            for k in range(2 * n)
+            if k != i and groups[k % n] == groups[i % n]
+        )
+        total = total - torch.log(torch.exp(sim(views[i], views[pos]) / t) / denom)
+    return total / (2 * n)
 
 
 def naive_clip(image: torch.Tensor, text: torch.Tensor, scale) -> torch.Tensor:
@@ -63,6 +83,28 @@ def test_nt_xent_matches_naive_value_and_gradient(n, d, t):
     g_ref = torch.autograd.grad(ref, (z1, z2))
     for a, b in zip(g_ours, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,n_groups", [(6, 2), (12, 3), (8, 4), (5, 1)])
+def test_grouped_loss_keeps_negatives_within_each_block(n, n_groups):
+    z1, z2 = _pair(n, 4, seed=n + n_groups)
+    groups = [i // (n // n_groups) for i in range(n)]
+    ours = grouped_loss(nt_xent, n_groups)(z1, z2, 0.3)
+    ref = naive_grouped_nt_xent(z1, z2, 0.3, groups)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(ours, (z1, z2)), torch.autograd.grad(ref, (z1, z2)), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    if n_groups > 1:  # fewer negatives than the whole batch: a different value
+        assert not torch.isclose(ours, nt_xent(z1, z2, 0.3))
+
+
+def test_grouped_loss_validation():
+    z1, z2 = _pair(6, 3, seed=0)
+    with pytest.raises(ValueError, match="n_groups"):
+        grouped_loss(nt_xent, 0)
+    with pytest.raises(ValueError, match="groups_per_batch"):
+        grouped_loss(nt_xent, 4)(z1, z2, 0.5)
+    assert grouped_loss(nt_xent, 1) is nt_xent
 
 
 def test_nt_xent_is_scale_invariant_and_symmetric():

@@ -126,6 +126,51 @@ def test_visiting_order_is_round_robin_in_label_order():
     assert order == [1, 5, 9, 5, 9, 5]
 
 
+@pytest.mark.parametrize("world_size", [1, 2])
+@pytest.mark.parametrize("n_blocks", [2, 4])
+def test_blocks_each_come_from_one_group_and_consecutive_blocks_from_different_groups(world_size, n_blocks):
+    labels = skewed_labels()
+    bs = 16
+    samplers = [
+        FeatureAwareBatchSampler(labels, bs, rank=r, world_size=world_size, groups_per_batch=n_blocks, seed=2)
+        for r in range(world_size)
+    ]
+    block = bs * world_size // n_blocks
+    assert samplers[0].block_size == block
+    steps = list(zip(*[list(x) for x in samplers], strict=True))
+    assert len(steps) == len(samplers[0])
+    _, sizes = np.unique(labels, return_counts=True)
+    n_blocks_total = int((sizes // block).sum())  # one-group blocks available per epoch, naively counted
+    assert len(steps) == n_blocks_total // n_blocks
+    flat = []
+    for step in steps:
+        global_batch = [i for rank_rows in step for i in rank_rows]  # ranks in order = the gathered batch
+        assert len(global_batch) == bs * world_size
+        groups = [group_of(labels, global_batch[b * block : (b + 1) * block]) for b in range(n_blocks)]
+        assert all(len(g) == 1 for g in groups)
+        flat += global_batch
+    assert len(flat) == len(set(flat))
+    assert samplers[0].n_dropped == len(labels) - len(flat)
+    # while at least n_blocks groups still have blocks (the first round), a batch's blocks differ in group
+    first = [
+        group_of(labels, [i for r in steps[0] for i in r][b * block : (b + 1) * block]).pop()
+        for b in range(n_blocks)
+    ]
+    assert len(set(first)) == n_blocks
+
+
+def test_blocks_visit_groups_round_robin_and_one_block_per_batch_is_the_default():
+    labels = np.repeat([5, 1, 9], [3 * 4, 1 * 4, 2 * 4])  # groups 1, 5, 9 with 1, 3, 2 blocks of 4
+    s = FeatureAwareBatchSampler(labels, 8, groups_per_batch=2)
+    order = [[group_of(labels, b[:4]).pop(), group_of(labels, b[4:]).pop()] for b in s]
+    assert order == [[1, 5], [9, 5], [9, 5]]
+    one, default = (
+        FeatureAwareBatchSampler(labels, 4, groups_per_batch=1),
+        FeatureAwareBatchSampler(labels, 4),
+    )
+    assert list(one) == list(default)
+
+
 def test_same_seed_and_epoch_same_batches_other_epoch_or_seed_differ():
     labels = skewed_labels()
     a = FeatureAwareBatchSampler(labels, 8, seed=3)
@@ -262,6 +307,10 @@ def test_labels_on_any_input_type_and_defaults_without_distributed():
         ({"batch_size": 8, "world_size": 0}, "world_size"),
         ({"batch_size": 8, "small_groups": "pad"}, "small_groups"),
         ({"batch_size": 8, "seed": -1}, "seed"),
+        ({"batch_size": 8, "groups_per_batch": 0}, "groups_per_batch"),
+        ({"batch_size": 8, "groups_per_batch": 3}, "groups_per_batch"),
+        ({"batch_size": 8, "groups_per_batch": 8}, "groups_per_batch"),
+        ({"batch_size": 8, "groups_per_batch": 2, "small_groups": "merge"}, "small_groups"),
     ],
 )
 def test_sampler_validation(kwargs, match):

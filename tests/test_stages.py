@@ -95,7 +95,9 @@ def test_concat_normalises_once_and_per_stage_weighs_stages_equally():
 
 def test_driver_says_what_to_change_when_no_group_fills_a_batch():
     attrs = attributes()
-    with pytest.raises(ValueError, match="fills a batch of 64; use a smaller batch_size or k"):
+    with pytest.raises(
+        ValueError, match=r"fill no batch of 1 block\(s\) of 64; use a smaller batch_size or k"
+    ):
         run_multistage(
             n_stages=2,
             build=lambda s: {"stage": s},

@@ -72,8 +72,11 @@ _ = image_grid(train.images[:16], nrow=8, titles=titles)
 # functions: stage 0 is plain SimCLR; before every later stage the previous stage's backbone features
 # of the training set are L2-normalised and clustered with k-means, the cluster ids of all stages so far
 # are combined into pseudo-labels (their Cartesian product), and the stage is trained with the
-# feature-aware batch sampler, so every batch comes from one pseudo-label group. Every stage starts
-# from a fresh initialisation. Trained stages are cached on disk, so a rerun only evaluates.
+# feature-aware batch sampler, so an anchor's negatives all come from its own pseudo-label group. The
+# authors draw every batch from one group; the book preset draws batches of `groups_per_batch` one-group
+# blocks and keeps the negatives within a block (the same negatives per anchor; why, below), and with
+# `stage_init="previous"` every stage starts from the previous stage's weights ("fresh": a new
+# initialisation). Trained stages are cached on disk, so a rerun only evaluates.
 
 # %%
 result = experiments.multistage("trifeature", setup, train, scale=scale, seed=seed, device=device)
@@ -136,22 +139,25 @@ fig.tight_layout()
 # ## Pseudo-labels and a feature-aware batch
 #
 # Stage 1's pseudo-label is stage 0's cluster id; stage 2's is the pair (stage-0 id, stage-1 id),
-# compacted to consecutive integers. The sampler visits the groups round-robin and draws every batch
-# from one group; leftovers that do not fill a batch are dropped for that epoch (reported below). With
-# K = 10 the product gives stage 2 up to 100 groups: this is why the book preset trains on 10,000 images
-# with batches of 64 (with 5,000 images and batches of 256 no stage-2 group filled a batch, and the driver
-# says so and what to change).
+# compacted to consecutive integers. The sampler cuts every group into blocks, visits the groups
+# round-robin and puts `groups_per_batch` consecutive blocks (from different groups) into one batch;
+# leftovers that do not fill a block are dropped for that epoch (reported below). With K = 10 the product
+# gives stage 2 up to 100 groups: this is why the book preset trains on 10,000 images with batches of 64
+# (with 5,000 images and batches of 256 no stage-2 group filled a batch, and the driver says so and what
+# to change).
 
 # %%
 for s in range(1, len(result.models)):
     print(f"stage {s}:", result.samplers[s].summary(), "\n")
 sampler = result.samplers[1]
 batch = next(iter(sampler))
-print("colours in one stage-1 batch:", sorted({names["color"][int(c)] for c in train.labels["color"][batch]}))
-_ = image_grid(train.images[batch[:24]], nrow=12)
+blocks = [batch[b : b + sampler.block_size] for b in range(0, len(batch), sampler.block_size)]
+for b, block in enumerate(blocks):
+    print(f"block {b}: colours", sorted({names["color"][int(c)] for c in train.labels["color"][block]}))
+_ = image_grid(train.images[[i for block in blocks for i in block[:8]]], nrow=8)
 # %% [markdown]
-# Within such a batch colour no longer tells the images apart, so the stage-1 model's loss can only
-# fall by learning something else: shape, texture, position.
+# One stage-1 batch, eight images of each block per row. Within a block colour no longer tells the images
+# apart, so the stage-1 model's loss can only fall by learning something else: shape, texture, position.
 #
 # ## The brain: what every stage learns
 #
@@ -232,14 +238,42 @@ search_table.round(3)
 # {glue:text}`tri_search_met` of the {glue:text}`tri_search_n` rows meet both targets. The largest
 # stage-1 gain over SimCLR is {glue:text}`tri_search_stage1_best:.3f` ("{glue:text}`tri_search_stage1_where`")
 # and the largest gain of the concatenation over the ensemble {glue:text}`tri_search_concat_best:.3f`
-# ("{glue:text}`tri_search_concat_where`"); neither holds at seed 1. Starting every stage from the previous
-# stage's weights (`stage_init="previous"`) gives stage 1 SimCLR's shape knowledge to build on, but makes the
-# stages' features alike, so their concatenation gains less over the ensemble; fresh stages are more diverse
-# but stage 1 alone starts from scratch. A lower temperature or milder crops make plain SimCLR read shape
-# better, and leave MCL's stages less to add. Finer stage-0 clusters (K = 50 or 100, meant to hold texture
-# as well as colour fixed within a cluster) follow colour less cleanly and leave stage 1 alone worse at shape
-# than SimCLR. The book keeps fresh stages, the reading of the paper's method in which the stages are
-# independent models.
+# ("{glue:text}`tri_search_concat_where`"). Single rows mislead, so the settings that looked best were
+# measured at more seeds:
+
+# %%
+setting = search_table.index.str.replace(r", seed \d+$", "", regex=True).rename("setting (all seeds)")
+seeds_table = search_table.groupby(setting, sort=False)[["stage 1 - SimCLR", "concat - ensemble"]].agg(
+    ["mean", "min", "count"]
+)
+seeds_table = seeds_table[seeds_table[("stage 1 - SimCLR", "count")] > 1]
+chosen = seeds_table.loc["4 groups per batch, previous stage"]
+glue("preset_stage1_gain", float(chosen[("stage 1 - SimCLR", "mean")]), display=False)
+glue("preset_stage1_min", float(chosen[("stage 1 - SimCLR", "min")]), display=False)
+glue("preset_concat_gain", float(chosen[("concat - ensemble", "mean")]), display=False)
+glue("preset_concat_min", float(chosen[("concat - ensemble", "min")]), display=False)
+glue("preset_seeds", int(chosen[("stage 1 - SimCLR", "count")]), display=False)
+seeds_table.round(3)
+
+# %% [markdown]
+# The book preset is the row "4 groups per batch, previous stage". Over {glue:text}`preset_seeds` seeds its
+# stage 1 reads shape {glue:text}`preset_stage1_gain:.3f` better than SimCLR on average (at worst
+# {glue:text}`preset_stage1_min:.3f`): the first target is met on average. Its concatenation beats the
+# ensemble by {glue:text}`preset_concat_gain:.3f` on average (at worst {glue:text}`preset_concat_min:.3f`):
+# the second target, 0.05, is **not** met.
+#
+# Why blocks of groups: with the authors' sampler ("one group per batch") a stage-1 batch holds one colour,
+# so the small CNN's BatchNorm normalises each training step with one colour's statistics, and at evaluation
+# with the statistics of all colours; stage 1 then read shape no better, or worse, than SimCLR. Four
+# one-colour blocks per batch, with an anchor's negatives still taken only from its own block
+# (`mcl.losses.grouped_loss`), keep the feature-aware negatives and give BatchNorm every colour. (The
+# authors' CLIP runs use vision transformers, whose LayerNorm is computed per sample, so for them one group
+# per batch costs nothing.) Starting every stage from the previous stage's weights
+# (`stage_init="previous"`) gives it SimCLR's shape knowledge to build on; fresh stages vary more from seed
+# to seed. A lower temperature or milder crops make plain SimCLR read shape better and leave MCL's stages
+# less to add; finer stage-0 clusters (K = 50 or 100) follow colour less cleanly and leave stage 1 worse at
+# shape than SimCLR. How far stage 1 could go: chapter 1's one-colour control, SimCLR on the same renders
+# all drawn in one colour, is the shape accuracy of a model that never sees colour vary.
 
 # %%
 metrics = {

@@ -329,16 +329,21 @@ def make_trifeature(
     seed: int = 0,
     supersample: int = 2,
     device: str | torch.device = "cpu",
+    one_color: str | None = None,
 ) -> LabeledImages:
     """Every (shape, texture, colour) combination ``n_per_combination`` times, shuffled; deterministic
     per seed.
 
     Returns :class:`LabeledImages` with uint8 images ``[1000 n, 3, size, size]`` (on the CPU) and
     labels ``"shape"``, ``"texture"``, ``"color"`` (int64, 0..9; names in ``label_names``).
-    ``device`` is where the rendering runs.
+    ``device`` is where the rendering runs. ``one_color`` (a name in ``COLORS``): the same renders
+    (shapes, textures, rotations, positions) all drawn in that colour, labels ``"shape"`` and
+    ``"texture"`` only: the control in which colour cannot suppress anything.
     """
     if not isinstance(n_per_combination, int) or n_per_combination < 1:
         raise ValueError(f"n_per_combination={n_per_combination!r} must be a positive int")
+    if one_color is not None and one_color not in COLORS:
+        raise ValueError(f"one_color={one_color!r} is not a Trifeature colour; use one of {COLOR_NAMES}")
     g = torch.Generator().manual_seed(seed)
     k = len(SHAPES) * len(TEXTURES) * len(COLORS)
     combo = torch.arange(k).repeat(n_per_combination)
@@ -348,10 +353,11 @@ def make_trifeature(
     color = combo % len(COLORS)
     params = sample_trifeature_params(len(combo), g)
     dev = torch.device(device)
+    drawn = color if one_color is None else torch.full_like(color, COLOR_NAMES.index(one_color))
     images = render_trifeature(
         shape.to(dev),
         texture.to(dev),
-        color.to(dev),
+        drawn.to(dev),
         params["angle"].to(dev),
         params["center"].to(dev),
         params["phase"].to(dev),
@@ -360,7 +366,9 @@ def make_trifeature(
         generator=g,
     ).cpu()
     labels = {"shape": shape, "texture": texture, "color": color}
-    return LabeledImages(images, labels, {name: list(v) for name, v in _LABEL_NAMES.items()})
+    if one_color is not None:
+        del labels["color"]
+    return LabeledImages(images, labels, {name: list(_LABEL_NAMES[name]) for name in labels})
 
 
 def load_trifeature(
@@ -371,15 +379,19 @@ def load_trifeature(
     seed: int = 0,
     supersample: int = 2,
     device: str | torch.device = "cpu",
+    one_color: str | None = None,
 ) -> LabeledImages:
     """The train or test split: independent renders from disjoint random streams.
 
     ``train`` draws from ``seed``, ``test`` from ``seed + TEST_SEED_OFFSET``, so no render is
     shared. ``n_per_combination`` defaults to 10 for train (10,000 images) and 2 for test (2,000).
+    ``one_color``: see :func:`make_trifeature`.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r} must be 'train' or 'test'")
     if n_per_combination is None:
         n_per_combination = 10 if split == "train" else 2
     stream = seed if split == "train" else seed + TEST_SEED_OFFSET
-    return make_trifeature(n_per_combination, size=size, seed=stream, supersample=supersample, device=device)
+    return make_trifeature(
+        n_per_combination, size=size, seed=stream, supersample=supersample, device=device, one_color=one_color
+    )
