@@ -96,7 +96,8 @@ def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
 
 
 class FeatureAwareBatchSampler(Sampler[list[int]]):
-    """Batches of dataset indices in which every global batch comes from one pseudo-label group.
+    """Batches of dataset indices in which every global batch comes from one pseudo-label group (or, with
+    ``groups_per_batch`` G > 1, is G equal blocks that each come from one group).
 
     labels: [N] integer pseudo-labels (tensor, array or sequence), e.g. from :func:`combine_labels`.
     batch_size: per-rank batch size (as a DataLoader's); one global step uses ``batch_size * world_size``
@@ -127,7 +128,8 @@ class FeatureAwareBatchSampler(Sampler[list[int]]):
     :func:`mcl.losses.grouped_loss` so negatives stay within a block. "merge" needs G = 1.
 
     Counts (the same every epoch): ``n_samples``, ``n_groups``, ``n_trained_groups`` (groups with at least
-    one homogeneous batch), ``n_homogeneous_batches`` and ``n_mixed_batches`` (global steps per epoch),
+    one block used), ``n_homogeneous_batches`` (batches made of one-group blocks) and ``n_mixed_batches``
+    (global steps per epoch), ``block_size``,
     ``n_dropped`` (samples not used in an epoch), ``n_merged`` (samples in mixed batches); ``summary()``.
     """
 

@@ -266,9 +266,9 @@ seeds_table.round(3)
 # so the small CNN's BatchNorm normalises each training step with one colour's statistics, and at evaluation
 # with the statistics of all colours; stage 1 then read shape no better, or worse, than SimCLR. Four
 # one-colour blocks per batch, with an anchor's negatives still taken only from its own block
-# (`mcl.losses.grouped_loss`), keep the feature-aware negatives and give BatchNorm every colour. (The
-# authors' CLIP runs use vision transformers, whose LayerNorm is computed per sample, so for them one group
-# per batch costs nothing.) Starting every stage from the previous stage's weights
+# (`mcl.losses.grouped_loss`), keep the feature-aware negatives and give BatchNorm every colour. (A vision
+# transformer's LayerNorm normalises every sample on its own, so there one group per batch has no such
+# cost.) Starting every stage from the previous stage's weights
 # (`stage_init="previous"`) gives it SimCLR's shape knowledge to build on; fresh stages vary more from seed
 # to seed. A lower temperature or milder crops make plain SimCLR read shape better and leave MCL's stages
 # less to add; finer stage-0 clusters (K = 50 or 100) follow colour less cleanly and leave stage 1 worse at
