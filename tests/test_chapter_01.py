@@ -55,7 +55,11 @@ def test_gains_and_suppression_follow_from_the_probes(metrics):
             tri["SimCLR, one colour"][attribute]["mean"] - tri["random init, one colour"][attribute]["mean"]
         )
         simclr_gain = tri["SimCLR"][attribute]["mean"] - tri["random init"][attribute]["mean"]
-        assert metrics["trifeature_suppression"][attribute] == pytest.approx(control_gain - simclr_gain)
+        assert metrics["trifeature_control_gap"]["gain_over_random"][attribute] == pytest.approx(
+            control_gain - simclr_gain
+        )
+        accuracy_gap = tri["SimCLR, one colour"][attribute]["mean"] - tri["SimCLR"][attribute]["mean"]
+        assert metrics["trifeature_control_gap"]["accuracy"][attribute] == pytest.approx(accuracy_gap)
 
 
 def test_neighbour_agreement_covers_each_model_and_attribute(metrics):
