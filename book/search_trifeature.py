@@ -59,6 +59,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "4 groups per batch": {"groups_per_batch": 4},
     "4 groups per batch, previous stage": {"groups_per_batch": 4, "stage_init": "previous"},
     "8 groups per batch, previous stage": {"groups_per_batch": 8, "stage_init": "previous"},
+    "2 groups per batch, previous stage": {"groups_per_batch": 2, "stage_init": "previous"},
+    "4 groups per batch, previous stage, combine latest": {
+        "groups_per_batch": 4,
+        "stage_init": "previous",
+        "combine": "latest",
+    },
 }
 
 
