@@ -23,13 +23,18 @@ def fit_logistic_regression(
 
         L(W, b) = mean_i CE(x_i W + b, y_i) + ||W||^2 / (2 C N)
 
-    by full-batch L-BFGS (strong Wolfe line search) in x's dtype and on its device. It stops when every
+    by full-batch L-BFGS (strong Wolfe line search) in x's dtype and on its device. The gradient is
+    written out, ``dL/dW = x^T G + W / (C N)`` and ``dL/db = sum_i G_i`` with ``G = (softmax(x W + b) -
+    onehot(y)) / N``, and ``x^T G`` reads a contiguous copy of ``x^T``: on a CPU that product is ~3x faster
+    than through the transposed view autograd would use (bench/bench_probe.py). It stops when every
     gradient entry is below ``tol`` (scipy's ``pgtol``, as scikit-learn's lbfgs) or after ``max_iter``
     iterations."""
     n, dim = x.shape
     k = int(y.max()) + 1
-    weight = torch.zeros(dim, k, dtype=x.dtype, device=x.device, requires_grad=True)
-    bias = torch.zeros(k, dtype=x.dtype, device=x.device, requires_grad=True)
+    x_t = x.t().contiguous()  # [D, N]
+    onehot = F.one_hot(y, k).to(x.dtype)
+    weight = torch.zeros(dim, k, dtype=x.dtype, device=x.device)
+    bias = torch.zeros(k, dtype=x.dtype, device=x.device)
     optimizer = torch.optim.LBFGS(
         [weight, bias],
         max_iter=max_iter,
@@ -38,14 +43,16 @@ def fit_logistic_regression(
         line_search_fn="strong_wolfe",
     )
 
+    @torch.no_grad()
     def objective() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(x @ weight + bias, y) + weight.square().sum() / (2 * C * n)
-        loss.backward()
-        return loss
+        log_p = torch.addmm(bias, x, weight).log_softmax(dim=1)  # [N, K]
+        g = (log_p.exp() - onehot).div_(n)
+        weight.grad = torch.addmm(weight, x_t, g, alpha=1.0, beta=1.0 / (C * n))
+        bias.grad = g.sum(dim=0)
+        return -(log_p * onehot).sum() / n + weight.square().sum() / (2 * C * n)
 
     optimizer.step(objective)
-    return weight.detach(), bias.detach()
+    return weight, bias
 
 
 def probe_attributes(

@@ -239,8 +239,15 @@ def multistage(
             )
         return runs_dir(scale) / run_key(**data_inputs, recipe=asdict(recipe), seed=seed, stage=stage)
 
-    with exclusive(*(stage_dir(stage) for stage in range(recipe.n_stages))):
-        return train_mcl(train, recipe, seed=seed, device=device, progress=progress, checkpoint_dir=stage_dir)
+    return train_mcl(
+        train,
+        recipe,
+        seed=seed,
+        device=device,
+        progress=progress,
+        checkpoint_dir=stage_dir,
+        stage_lock=lambda stage: exclusive(stage_dir(stage)),  # a finished stage 0 is free for simclr()
+    )
 
 
 BASELINES = ("ifm", "ts", "fd")

@@ -9,6 +9,7 @@ loop, the multistage driver, embeddings and probes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -163,6 +164,7 @@ def train_mcl(
     device: str = "auto",
     progress: bool = True,
     checkpoint_dir: Callable[[int], Path] | None = None,
+    stage_lock: Callable[[int], AbstractContextManager] | None = None,
     **train_kwargs,
 ) -> MultistageResult[ContrastiveNet]:
     """MCL with SimCLR: ``recipe.n_stages`` stages, each freshly initialised (seed + stage) or, with
@@ -171,23 +173,25 @@ def train_mcl(
     (:func:`mcl.losses.grouped_loss` around ``loss_fn``, NT-Xent unless given).
 
     ``checkpoint_dir(stage)``, when given, is the folder stage ``stage`` checkpoints into (and is loaded
-    from when finished)."""
+    from when finished); ``stage_lock(stage)``, when given, is held while stage ``stage`` trains (e.g. a
+    cross-process lock on that folder, so another process can use a finished stage meanwhile)."""
     in_channels = data.images.shape[1]
     loss_fn = train_kwargs.pop("loss_fn", nt_xent)
 
     def train(model: ContrastiveNet, sampler, stage: int) -> TrainHistory:
-        return train_simclr(
-            data,
-            recipe,
-            seed=seed + stage,
-            device=device,
-            model=model,
-            batch_sampler=sampler,
-            progress=progress,
-            checkpoint_dir=None if checkpoint_dir is None else checkpoint_dir(stage),
-            loss_fn=loss_fn if sampler is None else grouped_loss(loss_fn, recipe.groups_per_batch),
-            **train_kwargs,
-        )[1]
+        with stage_lock(stage) if stage_lock else nullcontext():
+            return train_simclr(
+                data,
+                recipe,
+                seed=seed + stage,
+                device=device,
+                model=model,
+                batch_sampler=sampler,
+                progress=progress,
+                checkpoint_dir=None if checkpoint_dir is None else checkpoint_dir(stage),
+                loss_fn=loss_fn if sampler is None else grouped_loss(loss_fn, recipe.groups_per_batch),
+                **train_kwargs,
+            )[1]
 
     built: list[ContrastiveNet] = []
 

@@ -1,11 +1,14 @@
 """The chapters' shared experiment helpers: cached runs, controls and baseline wiring."""
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
 from mcl import experiments
 from mcl.baselines import IFMLoss, TemperatureSchedule
 from mcl.data.base import LabeledImages
+from mcl.locking import fcntl
 from mcl.losses import grouped_loss, nt_xent
 from mcl.recipes import SimCLRRecipe
 from mcl.scales import Preset
@@ -52,6 +55,35 @@ def test_mcl_stage_zero_is_the_simclr_run_of_the_same_seed(results):
     for a, b in zip(result.models[0].state_dict().values(), plain.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert len(result.models) == 2 and result.samplers[1] is not None
+
+
+@pytest.mark.skipif(fcntl is None, reason="no advisory locks on this platform")
+def test_mcl_locks_only_the_stage_it_trains(results, monkeypatch):
+    from mcl import recipes
+
+    def held(folder):  # is the folder's lock held (by another open file)?
+        with open(f"{folder}.lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    seen = []  # per stage: (its own folder locked, stage 0's folder locked) while it trains
+    original = recipes.train_simclr
+
+    def spy(data, recipe, *, checkpoint_dir, **kwargs):
+        seen.append((held(checkpoint_dir), held(stage_zero)))
+        return original(data, recipe, checkpoint_dir=checkpoint_dir, **kwargs)
+
+    data = tiny_images()
+    stage_zero = experiments.runs_dir("smoke") / experiments.run_key(
+        experiment="tiny", data=TINY.data, data_seed=0, recipe=asdict(TINY.recipe), seed=1, variant="simclr"
+    )
+    monkeypatch.setattr(recipes, "train_simclr", spy)
+    experiments.multistage("tiny", TINY, data, scale="smoke", seed=1, device="cpu", progress=False)
+    assert seen == [(True, True), (True, False)]  # stage 1 trains while stage 0 is free to load
 
 
 def test_stages_can_start_from_the_previous_stage(monkeypatch):
