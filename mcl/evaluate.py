@@ -70,7 +70,7 @@ def probe_attributes(
     train_x ``[N, D]``, test_x ``[M, D]``; labels: attribute -> int ``[N]`` / ``[M]`` (any integer values).
     Each probe is :func:`fit_logistic_regression` in float64 on the features standardised with the training
     split's mean and population standard deviation (scikit-learn's ``StandardScaler`` then
-    ``LogisticRegression``; 4.4-4.7x faster at two CPU threads, 1.0-1.6x at one: bench/bench_probe.py);
+    ``LogisticRegression``; 5-7.6x faster at two CPU threads, 1.05-3.3x at one: bench/bench_probe.py);
     it runs on the features' device.
     """
     if not C > 0:
