@@ -40,12 +40,7 @@ def load_data(name: str, preset: Preset, *, seed: int = 0) -> tuple[LabeledImage
     """
     args = dict(preset.data)
     if name == "trifeature":
-        from mcl.data.trifeature import load_trifeature
-
-        return tuple(  # type: ignore[return-value]
-            load_trifeature(split, n_per_combination=args[f"n_{split}"], size=args["size"], seed=seed)
-            for split in ("train", "test")
-        )
+        return _trifeature(preset, seed)
     if name == "cifar_mnist":
         from mcl.data.cifar_mnist import load_cifar_mnist
 
@@ -66,6 +61,16 @@ def load_data(name: str, preset: Preset, *, seed: int = 0) -> tuple[LabeledImage
             test, args.get("n_test"), seed
         )
     raise ValueError(f"unknown experiment {name!r}; choose one of {EXPERIMENTS}")
+
+
+def _trifeature(preset: Preset, seed: int, **options: Any) -> tuple[LabeledImages, LabeledImages]:
+    from mcl.data.trifeature import load_trifeature
+
+    args = preset.data
+    return tuple(  # type: ignore[return-value]
+        load_trifeature(split, n_per_combination=args[f"n_{split}"], size=args["size"], seed=seed, **options)
+        for split in ("train", "test")
+    )
 
 
 def with_data(setup: Preset, **data_overrides: Any) -> Preset:
@@ -124,15 +129,7 @@ def load_one_color(
 ) -> tuple[LabeledImages, LabeledImages]:
     """(train, test) of the one-colour control of a trifeature preset: the renders of :func:`load_data`
     (same shapes, textures, rotations and positions) all drawn in ``color``, labels shape and texture."""
-    from mcl.data.trifeature import load_trifeature
-
-    args = preset.data
-    return tuple(  # type: ignore[return-value]
-        load_trifeature(
-            split, n_per_combination=args[f"n_{split}"], size=args["size"], seed=seed, one_color=color
-        )
-        for split in ("train", "test")
-    )
+    return _trifeature(preset, seed, one_color=color)
 
 
 # ------------------------------------------------------------------------------------------ cached runs

@@ -29,6 +29,7 @@ device = "auto"  # auto | cpu | cuda
 seed = 0  # the first seed; seeds seed .. seed + n_seeds - 1 are trained
 epochs = None  # None: the preset's value for this scale (both data sets)
 batch_size = None  # None: the preset's value
+image_size = None  # Trifeature render size in pixels (None: the preset's; CIFAR-MNIST is 32x64)
 n_seeds = None  # seeds per trained row (None: the preset's n_seeds)
 cifar_mnist_data = {}  # CIFAR-MNIST loader overrides, e.g. {"composition": "overlay", "n_train": 5000}
 cifar_mnist_recipe = {}  # CIFAR-MNIST recipe overrides, e.g. {"augment_width": 0} (overlay needs it)
@@ -61,7 +62,7 @@ started = time.perf_counter()
 device = str(resolve_device(device))
 overrides = {"epochs": epochs, "batch_size": batch_size}
 setups = {
-    "trifeature": preset("trifeature", scale, **overrides),
+    "trifeature": experiments.with_data(preset("trifeature", scale, **overrides), size=image_size),
     "cifar_mnist": experiments.with_data(
         preset("cifar_mnist", scale, **(overrides | cifar_mnist_recipe)), **cifar_mnist_data
     ),

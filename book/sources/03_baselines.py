@@ -26,6 +26,8 @@ n_seeds = None  # int; seeds for the Trifeature headline rows (None: the preset'
 epochs = None  # int; None: each data set's preset value
 batch_size = None  # int; None: the preset's value
 n_stages = None  # int; None: the preset's value
+k = None  # int; k-means clusters per MCL stage (None: the preset's)
+image_size = None  # int; Trifeature and CelebA image size in px (None: the preset's; CIFAR-MNIST is 32x64)
 datasets: list[str] = ["trifeature", "celeba", "cifar_mnist"]
 ts_period = None  # int; TS's period in epochs (None: one cycle over the run; the paper's 400 needs ~400)
 
@@ -50,7 +52,9 @@ METHODS = ["SimCLR", "MCL", "SimCLR ensemble", "IFM", "TS", "FD"]
 rows = []  # one row per (data set, method, seed, attribute)
 setups = {}
 for name in datasets:
-    setup = preset(name, scale, epochs=epochs, batch_size=batch_size, n_stages=n_stages)
+    setup = preset(name, scale, epochs=epochs, batch_size=batch_size, n_stages=n_stages, k=k)
+    if "size" in setup.data:
+        setup = experiments.with_data(setup, size=image_size)
     setups[name] = setup
     train, test = experiments.load_data(name, setup)
     seeds = range(seed, seed + (n_seeds or setup.n_seeds)) if name == "trifeature" else [seed]
