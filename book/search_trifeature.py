@@ -60,6 +60,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "4 groups per batch, previous stage": {"groups_per_batch": 4, "stage_init": "previous"},
     "8 groups per batch, previous stage": {"groups_per_batch": 8, "stage_init": "previous"},
     "2 groups per batch, previous stage": {"groups_per_batch": 2, "stage_init": "previous"},
+    # every stage >= 1 starts from stage 0's weights: stages 1 and 2 differ from each other, not only from 0
+    "4 groups per batch, stages from stage 0": {"groups_per_batch": 4, "stage_init": "first"},
     "4 groups per batch, previous stage, combine latest": {
         "groups_per_batch": 4,
         "stage_init": "previous",

@@ -44,12 +44,13 @@ class SimCLRRecipe:
     combine: str = "product"  # product | latest
     cluster_on: str = "features"  # features (backbone) | projection
     small_groups: str = "drop"  # drop | merge
-    stage_init: str = "fresh"  # fresh (seed + stage) | previous (stage s starts from stage s-1's weights)
+    # fresh (seed + stage) | previous (stage s starts from stage s-1's weights) | first (from stage 0's)
+    stage_init: str = "fresh"
     groups_per_batch: int = 1  # MCL stages: one-group blocks per batch, negatives within a block (1: authors)
 
     def __post_init__(self) -> None:
-        if self.stage_init not in ("fresh", "previous"):
-            raise ValueError(f"stage_init={self.stage_init!r}; use 'fresh' or 'previous'")
+        if self.stage_init not in ("fresh", "previous", "first"):
+            raise ValueError(f"stage_init={self.stage_init!r}; use 'fresh', 'previous' or 'first'")
         if self.groups_per_batch < 1 or self.batch_size % self.groups_per_batch:
             raise ValueError(
                 f"groups_per_batch={self.groups_per_batch} must be >= 1 and divide "
@@ -168,7 +169,8 @@ def train_mcl(
     **train_kwargs,
 ) -> MultistageResult[ContrastiveNet]:
     """MCL with SimCLR: ``recipe.n_stages`` stages, each freshly initialised (seed + stage) or, with
-    ``recipe.stage_init="previous"``, starting from the previous stage's trained weights. Stages >= 1
+    ``recipe.stage_init="previous"``, starting from the previous stage's trained weights (``"first"``: from
+    stage 0's, so that later stages diverge from each other rather than from the one before). Stages >= 1
     draw batches of ``recipe.groups_per_batch`` one-group blocks and keep negatives within a block
     (:func:`mcl.losses.grouped_loss` around ``loss_fn``, NT-Xent unless given).
 
@@ -197,8 +199,8 @@ def train_mcl(
 
     def build(stage: int) -> ContrastiveNet:
         model = build_model(recipe, in_channels, seed + stage)
-        if recipe.stage_init == "previous" and built:
-            model.load_state_dict(built[-1].state_dict())
+        if recipe.stage_init != "fresh" and built:
+            model.load_state_dict(built[-1 if recipe.stage_init == "previous" else 0].state_dict())
         built.append(model)
         return model
 

@@ -104,6 +104,15 @@ def test_stages_can_start_from_the_previous_stage(monkeypatch):
     fresh = recipes.train_mcl(data, TINY.recipe, seed=1, progress=False)
     assert torch.equal(starts[3], recipes.build_model(TINY.recipe, 3, seed=2).encoder.blocks[0].weight)
     assert torch.equal(fresh.models[0].encoder.blocks[0].weight, warm.models[0].encoder.blocks[0].weight)
+    first = recipes.train_mcl(
+        data,
+        TINY.recipe.with_overrides(stage_init="first", n_stages=3, batch_size=16, combine="latest"),
+        seed=1,
+        progress=False,
+    )
+    assert torch.equal(starts[5], first.models[0].encoder.blocks[0].weight)  # stage 1 starts where 0 ended
+    assert torch.equal(starts[6], first.models[0].encoder.blocks[0].weight)  # and so does stage 2
+    assert not torch.equal(starts[6], first.models[1].encoder.blocks[0].weight)
     with pytest.raises(ValueError, match="stage_init"):
         SimCLRRecipe(stage_init="warm")
 
