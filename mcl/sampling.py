@@ -219,7 +219,7 @@ class FeatureAwareBatchSampler(Sampler[list[int]]):
         blocks = [shuffled[g][r * bs : (r + 1) * bs] for g, r in self._blocks]
         batches = [np.concatenate(blocks[i : i + n]) for i in range(0, len(blocks), n)]
         if self.n_mixed_batches:
-            pool = np.concatenate([s[f * gbs :] for s, f in zip(shuffled, self._full.tolist(), strict=True)])
+            pool = np.concatenate([s[f * bs :] for s, f in zip(shuffled, self._full.tolist(), strict=True)])
             pool = pool[rng.permutation(pool.size)]
             mixed = [pool[i : i + gbs] for i in range(0, pool.size, gbs)]
             if mixed[-1].size < 2 * self.world_size:
