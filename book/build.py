@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +31,13 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+_SAY_LOCK = threading.Lock()
+
+
+def say(message: str, *, error: bool = False) -> None:
+    """Print one ``[book]`` line whole (chapters run in threads; ``print`` writes text and newline apart)."""
+    with _SAY_LOCK:
+        print(f"[book] {message}", file=sys.stderr if error else sys.stdout, flush=True)
 
 
 def chapters_in_toc(toc_path: Path) -> list[str]:
@@ -153,18 +161,18 @@ def main(argv: list[str] | None = None) -> int:
             and key_file.exists()
             and key_file.read_text() == key.hexdigest()
         ):
-            print(f"[book] {name}: inputs unchanged, reusing the executed notebook", flush=True)
+            say(f"{name}: inputs unchanged, reusing the executed notebook")
             return None
         log = logs / f"{name}.log"
-        print(f"[book] executing {name} at scale={args.scale} (log: {log})", flush=True)
+        say(f"executing {name} at scale={args.scale} (log: {log})")
         start = time.perf_counter()
         if not execute(notebook, output, parameters, env, log):
             key_file.unlink(missing_ok=True)
             tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
-            print(f"[book] {name} FAILED; the end of {log}:\n{tail}", file=sys.stderr, flush=True)
+            say(f"{name} FAILED; the end of {log}:\n{tail}", error=True)
             return name
         key_file.write_text(key.hexdigest())
-        print(f"[book] {name}: {time.perf_counter() - start:.1f} s", flush=True)
+        say(f"{name}: {time.perf_counter() - start:.1f} s")
         return None
 
     chapters = [
@@ -177,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         failed = [name for name in pool.map(run_chapter, chapters) if name]
-    print(f"[book] chapters done in {time.perf_counter() - start:.1f} s ({args.jobs} at a time)", flush=True)
+    say(f"chapters done in {time.perf_counter() - start:.1f} s ({args.jobs} at a time)")
     if failed:
-        print(f"[book] chapters that failed: {', '.join(failed)}", file=sys.stderr)
+        say(f"chapters that failed: {', '.join(failed)}", error=True)
         return 1
     if args.no_html:
         return 0
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         check=True,
         env=env,
     )
-    print(f"[book] HTML: {out / '_build' / 'html' / 'index.html'}")
+    say(f"HTML: {out / '_build' / 'html' / 'index.html'}")
     return 0
 
 
