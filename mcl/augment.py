@@ -316,24 +316,44 @@ class CropFlip(SimCLRAugment):
 
 
 class AugmentColumns(torch.nn.Module):
-    """Augment only the first ``width`` columns of each image; pass the rest through unchanged.
+    """Augment only the first ``width`` columns of each image; pass the rest through (optionally shifted).
 
     ``forward(x [B, C, H, W]) -> float [B, C, H, W]``: ``augment`` (whose output size must be
-    ``(H, width)``) on ``x[..., :width]``, concatenated with ``x[..., width:]`` as it is, so every view
-    of an image shares those columns exactly. On CIFAR-MNIST side by side (``width`` 32) the photo is
-    augmented and the digit is the same in both views: the easiest shortcut a contrastive loss can take.
+    ``(H, width)``) on ``x[..., :width]``, concatenated with ``x[..., width:]``. With ``rest_shift=0``
+    every view of an image shares those columns exactly; with ``rest_shift=s`` each view translates them
+    by its own integer offsets in ``[-s, s]`` pixels (rows and columns, zero fill). On CIFAR-MNIST side by
+    side (``width`` 32) the photo is augmented and the digit is the same in both views, or nearly so: the
+    easiest shortcut a contrastive loss can take.
     """
 
-    def __init__(self, augment: SimCLRAugment, width: int) -> None:
+    def __init__(self, augment: SimCLRAugment, width: int, rest_shift: int = 0) -> None:
         super().__init__()
         if not (isinstance(width, int) and width >= 1):
             raise ValueError(f"width={width!r} must be a positive int (the columns to augment)")
         if augment.size[1] != width:
             raise ValueError(f"augment.size={augment.size} must have width {width} (it fills those columns)")
-        self.augment, self.width = augment, width
+        if not (isinstance(rest_shift, int) and rest_shift >= 0):
+            raise ValueError(f"rest_shift={rest_shift!r} must be an int >= 0 (pixels)")
+        self.augment, self.width, self.rest_shift = augment, width, rest_shift
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if x.dim() != 4 or x.shape[-1] <= self.width:
             raise ValueError(f"x.shape={tuple(x.shape)} must be [B, C, H, W] with W > width={self.width}")
         left = self.augment(x[..., : self.width], generator)
-        return torch.cat([left, to_float_image(x[..., self.width :])], dim=-1)
+        rest = to_float_image(x[..., self.width :])
+        if self.rest_shift:
+            rest = random_translate(rest, self.rest_shift, generator)
+        return torch.cat([left, rest], dim=-1)
+
+
+def random_translate(x: torch.Tensor, shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Translate each image of ``x`` ``[B, C, H, W]`` by integer offsets ``(dy, dx)`` drawn uniformly from
+    ``[-shift, shift]`` per image; pixels shifted in are 0. ``out[b, :, i, j] = x[b, :, i - dy, j - dx]``."""
+    b, c, h, w = x.shape
+    offsets = torch.randint(-shift, shift + 1, (2, b), generator=generator, device=x.device)
+    padded = F.pad(x, (shift, shift, shift, shift))
+    rows = torch.arange(h, device=x.device) + shift - offsets[0, :, None]  # [B, H]
+    cols = torch.arange(w, device=x.device) + shift - offsets[1, :, None]  # [B, W]
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]

@@ -61,7 +61,7 @@ from mcl.data.scenes import PROPERTIES, SceneSpec, caption, make_captioned_scene
 from mcl.locking import exclusive
 from mcl.results import results_dir
 from mcl.stages import MultistageResult
-from mcl.train import TrainHistory
+from mcl.train import TrainHistory, load_file
 
 SCALES = ("smoke", "book", "paper")
 ENV_TRAIN_ROOT = "MCL_CLIP_TRAIN_ROOT"
@@ -305,7 +305,7 @@ def load_scenes(
     path = cache / f"scenes-n{n}-s{size}-seed{seed}.pt"
     with exclusive(path):
         if path.exists():
-            saved = torch.load(path, weights_only=False)
+            saved = load_file(path)
             images, captions = saved["images"], saved["captions"]
         else:
             images, captions = make_captioned_scenes(n, size=size, seed=seed)

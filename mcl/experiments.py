@@ -45,7 +45,13 @@ def load_data(name: str, preset: Preset, *, seed: int = 0) -> tuple[LabeledImage
         from mcl.data.cifar_mnist import load_cifar_mnist
 
         return tuple(  # type: ignore[return-value]
-            load_cifar_mnist(split, composition=args["composition"], n=args[f"n_{split}"], seed=seed)
+            load_cifar_mnist(
+                split,
+                composition=args["composition"],
+                n=args[f"n_{split}"],
+                digits_per_class=args.get("digits_per_class"),
+                seed=seed,
+            )
             for split in ("train", "test")
         )
     if name == "celeba":

@@ -47,6 +47,7 @@ class SimCLRRecipe:
     # fresh (seed + stage) | previous (stage s starts from stage s-1's weights) | first (from stage 0's)
     stage_init: str = "fresh"
     groups_per_batch: int = 1  # MCL stages: one-group blocks per batch, negatives within a block (1: authors)
+    rest_shift: int = 0  # with augment_width: each view shifts the other columns by up to this many pixels
 
     def __post_init__(self) -> None:
         if self.stage_init not in ("fresh", "previous", "first"):
@@ -82,7 +83,9 @@ class SimCLRRecipe:
             saturation=0.4 * s,
             hue=min(0.1 * s, 0.5),
         )
-        return AugmentColumns(simclr, self.augment_width) if self.augment_width else simclr
+        if self.rest_shift and not self.augment_width:
+            raise ValueError(f"rest_shift={self.rest_shift} needs augment_width > 0 (the columns it shifts)")
+        return AugmentColumns(simclr, self.augment_width, self.rest_shift) if self.augment_width else simclr
 
 
 def build_model(recipe: SimCLRRecipe, in_channels: int, seed: int) -> ContrastiveNet:

@@ -61,14 +61,16 @@ PRESETS: dict[str, dict[str, Preset]] = {
     # search): crops often cut the digit out of one view, so it was no shortcut.
     "cifar_mnist": {
         "smoke": Preset(
-            {"n_train": 1000, "n_test": 500, "composition": "side"}, replace(_SMOKE, augment_width=32)
+            {"n_train": 1000, "n_test": 500, "composition": "side", "digits_per_class": None},
+            replace(_SMOKE, augment_width=32),
         ),
         "book": Preset(
-            {"n_train": 5000, "n_test": 1000, "composition": "side"},
+            {"n_train": 5000, "n_test": 1000, "composition": "side", "digits_per_class": None},
             replace(_BOOK, n_stages=2, augment_width=32),
         ),
         "paper": Preset(
-            {"n_train": None, "n_test": None, "composition": "side"}, replace(_PAPER, augment_width=32)
+            {"n_train": None, "n_test": None, "composition": "side", "digits_per_class": None},
+            replace(_PAPER, augment_width=32),
         ),
     },
     "celeba": {

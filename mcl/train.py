@@ -8,6 +8,7 @@ resumes from the last checkpoint when rerun with the same ``checkpoint_dir``.
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -96,9 +97,32 @@ def save_checkpoint(path: Path, epoch: int, modules: dict[str, nn.Module], optim
     tmp.replace(path)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded safely: corrupt, truncated, or holding more than data."""
+
+
+def load_file(path: str | Path, map_location=None) -> dict:
+    """``torch.load`` with ``weights_only=True``: tensors and plain Python values only, so a file whose
+    pickle would run code is refused (:class:`CheckpointError`, naming the path) instead of executed."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain values, and loading it could run code, so it "
+            f"was refused ({str(err).splitlines()[0][:120]}). Delete the file (or its run folder) to retrain."
+        ) from None
+    except (RuntimeError, EOFError, KeyError, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (corrupt or truncated: {str(err).splitlines()[0][:120]}). "
+            "Delete the file (or its run folder) to retrain."
+        ) from None
+
+
 def load_checkpoint(path: Path, modules: dict[str, nn.Module], optimizer, device) -> tuple[int, TrainHistory]:
     """Restore modules and optimizer; return (next epoch, history so far)."""
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = load_file(path, map_location=device)
     for name, module in modules.items():
         module.load_state_dict(state["modules"][name])
     optimizer.load_state_dict(state["optimizer"])

@@ -401,3 +401,32 @@ def test_augment_columns_shares_the_right_part_and_augments_the_left():
     with pytest.raises(ValueError, match="set augment_width=0"):
         SimCLRRecipe(augment_width=32).augment((32, 32))  # e.g. CIFAR-MNIST's overlay
     assert isinstance(SimCLRRecipe(augment_width=0).augment((32, 64)), SimCLRAugment)
+
+
+def test_random_translate_equals_a_loop_over_images():
+    from mcl.augment import random_translate
+
+    x = torch.rand(6, 2, 5, 7, generator=torch.Generator().manual_seed(0))
+    out = random_translate(x, 2, torch.Generator().manual_seed(1))
+    dy, dx = torch.randint(-2, 3, (2, 6), generator=torch.Generator().manual_seed(1))
+    for b in range(6):
+        for i in range(5):
+            for j in range(7):
+                si, sj = i - int(dy[b]), j - int(dx[b])
+                inside = 0 <= si < 5 and 0 <= sj < 7
+                expected = x[b, :, si, sj] if inside else torch.zeros(2)
+                assert torch.equal(out[b, :, i, j], expected)
+
+
+def test_augment_columns_shifts_the_rest_per_view_and_only_with_rest_shift():
+    from mcl.augment import AugmentColumns
+
+    x = torch.randint(0, 256, (8, 3, 16, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    still = AugmentColumns(SimCLRAugment((16, 16)), 16)
+    moved = AugmentColumns(SimCLRAugment((16, 16)), 16, rest_shift=2)
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(still(x, g)[..., 16:], x[..., 16:].float() / 255)
+    a, b = moved(x, torch.Generator().manual_seed(3)), moved(x, torch.Generator().manual_seed(4))
+    assert not torch.equal(a[..., 16:], b[..., 16:])  # the two views' digits differ by their shifts
+    with pytest.raises(ValueError, match="rest_shift=-1"):
+        AugmentColumns(SimCLRAugment((16, 16)), 16, rest_shift=-1)

@@ -19,7 +19,7 @@ from mcl.data import cache, sources
 from mcl.data.captions import load_coco_captions
 from mcl.data.celeba import HAIR_ATTRIBUTES, load_celeba
 from mcl.data.cifar import load_cifar10
-from mcl.data.cifar_mnist import digits_to_32, load_cifar_mnist, pairing
+from mcl.data.cifar_mnist import digits_to_32, load_cifar_mnist, pairing, template_pool
 from mcl.data.mnist import load_mnist
 
 MIRROR = Path(os.environ.get(sources.ENV_MIRROR) or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -116,6 +116,26 @@ def test_cifar_mnist_labels_independent_and_pairing_fixed(root):
     assert overlay.images.shape == (50, 3, 32, 32)
     with pytest.raises(ValueError, match="n=0"):
         load_cifar_mnist("test", root=root, n=0)
+
+
+def test_cifar_mnist_digit_pool_has_few_templates_and_keeps_the_photos(root):
+    mnist = load_mnist("train", root=root)
+    plain = load_cifar_mnist("train", root=root, n=2000)
+    train = load_cifar_mnist("train", root=root, n=2000, digits_per_class=3)
+    test = load_cifar_mnist("test", root=root, n=500, digits_per_class=3)
+    assert torch.equal(train.images[..., :32], plain.images[..., :32])  # the same photos, labels
+    assert torch.equal(train.labels["cifar"], plain.labels["cifar"])
+    # each class shows at most 3 distinct digit images, the same 3 in both splits, drawn from MNIST train
+    pool = mnist.images[torch.from_numpy(template_pool(mnist.labels["digit"], 3, 0).ravel())]
+    pool32 = digits_to_32(pool)[:, 0].reshape(10, 3, 32, 32)
+    for data in (train, test):
+        for c in range(10):
+            shown = data.images[data.labels["mnist"] == c][:, 0, :, 32:]
+            assert 1 <= len(torch.unique(shown, dim=0)) <= 3
+            assert all(any(torch.equal(x, t) for t in pool32[c]) for x in shown)
+    assert mutual_info_score(train.labels["cifar"], train.labels["mnist"]) < 0.04  # still independent
+    with pytest.raises(ValueError, match="digits_per_class=0"):
+        load_cifar_mnist("test", root=root, n=10, digits_per_class=0)
 
 
 def naive_hair_counts() -> tuple[int, list[int], list[int], list[int]]:

@@ -72,16 +72,12 @@ def link_member(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[
 
 
 def test_safe_extract_unpacks_a_normal_archive(tmp_path):
-    members = [
-        file_member("top/a.txt", b"hello"),
-        file_member("top/sub/b.txt", b"b"),
-        link_member("top/link", "sub/b.txt"),
-    ]
+    members = [file_member("top/a.txt", b"hello"), file_member("top/sub/b.txt", b"b")]
     archive = tar_with(tmp_path / "ok.tar", members)
     dest = tmp_path / "dest"
     assert sources.safe_extract(archive, dest) == ["top"]
     assert (dest / "top" / "a.txt").read_bytes() == b"hello"
-    assert (dest / "top" / "link").read_bytes() == b"b"
+    assert (dest / "top" / "sub" / "b.txt").read_bytes() == b"b"
     assert [p.name for p in dest.iterdir()] == ["top"]  # the temporary folder is gone
 
 
@@ -93,7 +89,9 @@ def test_safe_extract_unpacks_a_normal_archive(tmp_path):
         file_member("/tmp/evil_absolute"),
         link_member("top/link", "/etc/passwd"),
         link_member("top/link", "../../outside"),
+        link_member("top/inside", "fine.txt"),
         link_member("top/hard", "../outside", tarfile.LNKTYPE),
+        link_member("top/hard-inside", "top/fine.txt", tarfile.LNKTYPE),
         link_member("top/dev", "", tarfile.CHRTYPE),
         link_member("top/fifo", "", tarfile.FIFOTYPE),
     ],
@@ -103,7 +101,9 @@ def test_safe_extract_unpacks_a_normal_archive(tmp_path):
         "absolute",
         "symlink-absolute",
         "symlink-escape",
+        "symlink-inside",
         "hardlink-escape",
+        "hardlink-inside",
         "char-device",
         "fifo",
     ],
@@ -115,6 +115,39 @@ def test_safe_extract_refuses_escaping_members(tmp_path, member):
         sources.safe_extract(archive, dest)
     assert not (tmp_path / "evil").exists() and not Path("/tmp/evil_absolute").exists()
     assert not dest.exists() or list(dest.iterdir()) == []  # refused as a whole: nothing written
+
+
+def test_safe_extract_refuses_a_chain_of_links_that_escapes(tmp_path):
+    """A directory link, a link through it, then a long ``../`` link, then a file written through the
+    chain: tarfile's ``data`` filter let such a chain write outside on Python 3.11.7. Every link is refused
+    by name, before anything is written, and nothing appears outside the destination."""
+    root = tmp_path / "root"
+    dest = root / "data" / "dest"
+    members = [
+        link_member("a", "."),
+        link_member("a/b", "a"),
+        link_member("a/b/c", "../" * 12 + str(tmp_path).lstrip("/")),
+        file_member("a/b/c/escaped.txt", b"payload"),
+    ]
+    archive = tar_with(tmp_path / "chain.tar", members)
+    before = set(tmp_path.rglob("*"))
+    with pytest.raises(sources.UnsafeArchiveError, match=r"'a' is a symbolic link"):
+        sources.safe_extract(archive, dest)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert set(tmp_path.rglob("*")) - before <= {root, root / "data"}  # no file anywhere, dest not made
+
+
+def test_safe_extract_writes_through_no_existing_link(tmp_path):
+    """A link already in ``dest`` is never written through: the extraction stops, naming it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "top").symlink_to(outside)
+    archive = tar_with(tmp_path / "ok.tar", [file_member("top/a.txt", b"hello")])
+    with pytest.raises(sources.UnsafeArchiveError, match="top is a symbolic link"):
+        sources.safe_extract(archive, dest)
+    assert list(outside.iterdir()) == []
 
 
 # --- checksums and errors

@@ -107,3 +107,43 @@ def test_embed_is_in_eval_mode_and_normalised():
     assert model.training  # restored
     assert a.shape == (20, model.feature_dim) and torch.allclose(a, b, atol=1e-5)
     assert torch.allclose(a.norm(dim=1), torch.ones(20), atol=1e-5)
+
+
+class _Payload:
+    """Pickles to a call of ``Path.touch`` on a marker file: code that runs when the pickle is loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_the_code_does_not_run(tmp_path):
+    from mcl.train import CheckpointError
+
+    marker = tmp_path / "payload-ran"
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"epoch": 0, "modules": {}, "optimizer": _Payload(marker), "history": {}}, run / "last.pt")
+    with pytest.raises(CheckpointError, match=r"last\.pt holds objects other than tensors"):
+        train_contrastive(
+            tiny_model(), tiny_images(), config(checkpoint_dir=str(run)), augment=SimCLRAugment(16)
+        )
+    assert not marker.exists()
+
+
+def test_a_corrupt_checkpoint_names_its_path(tmp_path):
+    from mcl.train import CheckpointError
+
+    run = tmp_path / "run"
+    part = tiny_model()
+    train_contrastive(
+        part, tiny_images(), config(epochs=1, checkpoint_dir=str(run)), augment=SimCLRAugment(16)
+    )
+    data = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"run/last\.pt is not a readable checkpoint"):
+        train_contrastive(
+            tiny_model(), tiny_images(), config(checkpoint_dir=str(run)), augment=SimCLRAugment(16)
+        )

@@ -119,28 +119,45 @@ def _inside(base: str, path: str) -> bool:
     return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def _check_member(member: tarfile.TarInfo, dest: str) -> None:
+def _check_member(member: tarfile.TarInfo) -> None:
+    """Refuse a member that is not a plain file or folder, or whose name is absolute or climbs out."""
     name = member.name
+    if member.issym() or member.islnk():
+        kind = "symbolic" if member.issym() else "hard"
+        raise UnsafeArchiveError(
+            f"archive member {name!r} is a {kind} link (-> {member.linkname!r}); the data archives hold only "
+            "plain files and folders, so the archive is refused and nothing was written"
+        )
+    if not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveError(
+            f"archive member {name!r} is a device, FIFO or other special file; the archive is refused"
+        )
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or posixpath.isabs(name):
-        raise UnsafeArchiveError(f"archive member {name!r} has an absolute path")
-    target = os.path.normpath(os.path.join(dest, name))
-    if not _inside(dest, target):
-        raise UnsafeArchiveError(f"archive member {name!r} would be written outside {dest}")
-    if member.issym():
-        link = member.linkname
-        pointee = os.path.normpath(os.path.join(os.path.dirname(target), link))
-        if posixpath.isabs(link) or not _inside(dest, pointee):
-            raise UnsafeArchiveError(f"archive member {name!r} is a symlink pointing outside: {link!r}")
-    elif member.islnk():
-        link = member.linkname
-        if posixpath.isabs(link) or not _inside(dest, os.path.normpath(os.path.join(dest, link))):
-            raise UnsafeArchiveError(f"archive member {name!r} is a hard link pointing outside: {link!r}")
-    elif not (member.isfile() or member.isdir()):
-        raise UnsafeArchiveError(f"archive member {name!r} is a device, FIFO or other special file")
+        raise UnsafeArchiveError(f"archive member {name!r} has an absolute path; the archive is refused")
+    parts = posixpath.normpath(name).split("/")
+    if parts[0] == ".." or ".." in name.replace("\\", "/").split("/"):
+        raise UnsafeArchiveError(f"archive member {name!r} climbs out of the folder with '..'; refused")
+
+
+def _target(root: str, member: tarfile.TarInfo) -> str:
+    """Where ``member`` is written below the real folder ``root``, checked after resolving every link."""
+    target = os.path.join(root, *posixpath.normpath(member.name).split("/"))
+    folder = target if member.isdir() else os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    real = os.path.realpath(folder)
+    if not _inside(root, real) or os.path.islink(target):
+        raise UnsafeArchiveError(f"archive member {member.name!r} would be written outside {root}; refused")
+    return os.path.join(real, os.path.basename(target)) if not member.isdir() else real
 
 
 def _merge(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; directories that exist already are merged file by file."""
+    """Move ``src`` to ``dst``; directories that exist already are merged file by file. A link at ``dst``
+    is refused: extraction never writes through a link."""
+    if dst.is_symlink():
+        raise UnsafeArchiveError(
+            f"{dst} is a symbolic link and extraction does not write through links; remove it (or point "
+            f"${ENV_ROOT} at another folder) and try again"
+        )
     if dst.is_dir() and not dst.is_symlink() and src.is_dir() and not src.is_symlink():
         for child in src.iterdir():
             _merge(child, dst / child.name)
@@ -151,22 +168,31 @@ def _merge(src: Path, dst: Path) -> None:
 def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
     """Unpack a tar archive into ``dest``; return its top-level names.
 
-    Every member is checked first, and the archive is refused as a whole (:class:`UnsafeArchiveError`,
-    nothing written) when one has an absolute path, escapes ``dest`` through ``..``, is a symbolic or
-    hard link pointing outside, or is a device or FIFO. Extraction goes into a temporary folder
-    inside ``dest`` (with tarfile's ``"data"`` filter as a second guard) that is then renamed into
-    place, so an interrupted extraction leaves no half-written data set behind.
+    Every member is checked before anything is written, and the archive is refused as a whole
+    (:class:`UnsafeArchiveError`, naming the member) when one is a symbolic or hard link, a device or
+    FIFO, or has an absolute name or a ``..`` part: the project's archives hold only plain files and
+    folders. Each file is then written by this function itself (no ``extractall``) into a fresh
+    temporary folder inside ``dest``, its folder resolved against that temporary folder's real path
+    before writing, and the result is renamed into place, so an interrupted extraction leaves no
+    half-written data set behind.
     """
     dest_path = Path(dest)
-    dest_path.mkdir(parents=True, exist_ok=True)
-    resolved = os.path.realpath(dest_path)
     with tarfile.open(archive) as tar:
         members = tar.getmembers()
         for member in members:
-            _check_member(member, resolved)
+            _check_member(member)
+        dest_path.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest_path))
+        root = os.path.realpath(tmp)
         try:
-            tar.extractall(tmp, members=members, filter="data")
+            for member in members:
+                target = _target(root, member)
+                if member.isdir():
+                    continue
+                source = tar.extractfile(member)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+                with source, os.fdopen(os.open(target, flags, 0o644), "wb") as out:
+                    shutil.copyfileobj(source, out)
             tops = sorted(p.name for p in tmp.iterdir())
             for top in tops:
                 _merge(tmp / top, dest_path / top)
