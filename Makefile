@@ -10,18 +10,19 @@ export MCL_DATA_MIRROR ?= $(wildcard $(abspath ..)/shared/data)
 
 .PHONY: setup book test data bench lint clean
 
-# The virtual environment with the pinned set; rebuilt when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The virtual environment with the pinned set (the library, its tests, the book's package); rebuilt when a
+# pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml book/pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[test]" -e ./book
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
 setup: $(VENV)/.installed
 
 book: setup  ## execute every chapter with papermill at SCALE (smoke|book|paper), JOBS at a time, and build the HTML
-	$(PY) book/build.py --scale $(SCALE) --jobs $(JOBS)
+	$(PY) -m mclbook.build --scale $(SCALE) --jobs $(JOBS)
 
 test: setup  ## pytest (includes executing the chapters at smoke scale and building the book)
 	$(PY) -m pytest

@@ -1,7 +1,7 @@
 """Training-step time of MCL's baselines relative to plain SimCLR, measured in the same run.
 
 Every variant trains the same network (SmallCNN + projection head, ``mcl.models``) on uint8 images
-[3, S, S] with batch B through the library's own loops (``train_contrastive``, ``train_moco``), so a
+[3, S, S] with batch B through the library's own loops (``train_simclr``, ``train_moco``), so a
 step includes the two batched augmentations, the forward/backward pass and the optimiser step:
 
 * SimCLR: NT-Xent (t = 0.5);
@@ -27,12 +27,14 @@ from collections.abc import Callable
 import torch
 
 from mcl.augment import SimCLRAugment
-from mcl.baselines import TemperatureSchedule, ifm_loss
 from mcl.device import resolve_device
+from mcl.fit import TrainConfig
+from mcl.losses import ifm_loss
 from mcl.moco import MoCo, train_moco
 from mcl.models import ContrastiveNet, build_encoder
 from mcl.sampling import FeatureAwareBatchSampler
-from mcl.train import TrainConfig, train_contrastive
+from mcl.schedules import TemperatureSchedule
+from mcl.simclr import train_simclr
 from mcl.viewmaker import Viewmaker
 
 
@@ -50,7 +52,7 @@ def variants(images: torch.Tensor, config: TrainConfig, size: int) -> dict[str, 
 
     def simclr(**kwargs) -> Callable[[], float]:
         def run() -> float:
-            return train_contrastive(make_net(), images, config, augment=augment, **kwargs).seconds / steps
+            return train_simclr(make_net(), images, config, augment=augment, **kwargs).seconds / steps
 
         return run
 

@@ -27,9 +27,9 @@ from mcl.clip import (
     lock_clip,
     make_optimizer,
     normalize_images,
-    tokenize_captions,
     tokenizer_for,
 )
+from mcl.clip.train import tokenize_captions
 from mcl.cluster import kmeans
 from mcl.data.scenes import make_captioned_scenes
 from mcl.device import autocast, resolve_device

@@ -1,7 +1,7 @@
 """Linear probes: ``mcl.evaluate.probe_attributes`` (torch L-BFGS) vs scikit-learn's StandardScaler +
 LogisticRegression (lbfgs), the pipeline it replaced, on the book's own features.
 
-Features: the Trifeature book-scale MCL run of seed 0 (``mcl.experiments.multistage``, loaded from
+Features: the Trifeature book-scale MCL run of seed 0 (``mclbook.experiments.multistage``, loaded from
 ``_build/book/runs`` when ``make book`` trained it, else trained here, a few minutes): stage 0 alone
 (``[10000, 256]``) and the three stages concatenated (``[10000, 768]``), probed for shape, texture and
 colour, as chapters 2 and 3 do. These features are ill-conditioned (both solvers take hundreds of
@@ -21,11 +21,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from mcl import experiments
-from mcl.evaluate import probe_attributes
-from mcl.recipes import features
-from mcl.scales import preset
+from mcl.evaluate import features, probe_attributes
 from mcl.stages import concat_features
+from mclbook import experiments
+from mclbook.scales import preset
 
 
 def sklearn_probes(train_x, train_labels, test_x, test_labels) -> dict[str, float]:

@@ -3,7 +3,7 @@
     .venv/bin/python book/search_cifar_mnist.py [--only NAME ...] [--mcl NAME] [--out FILE.json]
 
 For every candidate setting (composition and recipe overrides of the cifar_mnist "book" preset) this trains
-SimCLR on CIFAR-MNIST and on its CIFAR-only control (:func:`mcl.experiments.load_cifar_only`, same photos,
+SimCLR on CIFAR-MNIST and on its CIFAR-only control (:func:`mclbook.experiments.load_cifar_only`, same photos,
 same recipe, same budget) and probes both, together with the random initialisation of each. Suppression
 shows when SimCLR's CIFAR probe falls below the control's by at least ``MARGIN`` beyond their random-init
 gap::
@@ -11,7 +11,7 @@ gap::
     suppression = (control - random control) - (SimCLR - random SimCLR input) >= MARGIN
 
 With ``--mcl NAME`` the candidate NAME is also trained with MCL and compared with an equal-budget SimCLR
-ensemble (seeds :func:`mcl.experiments.ensemble_seeds`), clustering on the backbone and on the projection.
+ensemble (seeds :func:`mclbook.experiments.ensemble_seeds`), clustering on the backbone and on the projection.
 Results are merged into the JSON file after every candidate (the chapter "Feature suppression" shows
 them). Runs are single-threaded (torch and BLAS) and not cached: the library digest changes too often.
 """
@@ -31,9 +31,10 @@ from typing import Any
 import torch
 from threadpoolctl import threadpool_limits
 
-from mcl import experiments
-from mcl.recipes import probe_models, train_mcl, train_simclr
-from mcl.scales import Preset, preset
+from mcl.evaluate import probe_models
+from mcl.simclr import mcl_simclr, train_recipe
+from mclbook import experiments
+from mclbook.scales import Preset, preset
 
 ROOT = Path(__file__).resolve().parents[1]
 MARGIN = 0.05
@@ -84,8 +85,8 @@ def measure(name: str, seed: int, device: str) -> dict[str, Any]:
     started = time.perf_counter()
     train, test = experiments.load_data("cifar_mnist", setup)
     control_train, control_test = experiments.load_cifar_only(setup)
-    simclr, _ = train_simclr(train, setup.recipe, seed=seed, device=device, progress=False)
-    control, _ = train_simclr(control_train, setup.recipe, seed=seed, device=device, progress=False)
+    simclr, _ = train_recipe(train, setup.recipe, seed=seed, device=device, progress=False)
+    control, _ = train_recipe(control_train, setup.recipe, seed=seed, device=device, progress=False)
     probes = {
         "simclr": probe_models([simclr], train, test, device=device),
         "control": probe_models([control], control_train, control_test, device=device),
@@ -118,14 +119,14 @@ def measure_mcl(name: str, seed: int, device: str) -> dict[str, Any]:
     train, test = experiments.load_data("cifar_mnist", setup)
     n = setup.recipe.n_stages
     ensemble = [
-        train_simclr(train, setup.recipe, seed=s, device=device, progress=False)[0]
+        train_recipe(train, setup.recipe, seed=s, device=device, progress=False)[0]
         for s in experiments.ensemble_seeds(seed, n)
     ]
     out: dict[str, Any] = {"candidate": name, "n_stages": n, "k": setup.recipe.k}
     out["simclr"] = probe_models(ensemble[:1], train, test, device=device)
     out["ensemble"] = probe_models(ensemble, train, test, device=device)
     for cluster_on in ("features", "projection"):
-        result = train_mcl(
+        result = mcl_simclr(
             train,
             setup.recipe.with_overrides(cluster_on=cluster_on),
             seed=seed,

@@ -12,7 +12,7 @@ little (``rest_shift``). For every candidate and seed this trains, on one thread
   chapter 1's suppression measure
   ``suppression = (control - random control) - (SimCLR - random SimCLR)`` on the photo;
 * MCL (stage 0 is the SimCLR run) and the equal-budget SimCLR ensemble (seeds
-  :func:`mcl.experiments.ensemble_seeds`), probed on the photo and the digit.
+  :func:`mclbook.experiments.ensemble_seeds`), probed on the photo and the digit.
 
 Targets (issue 14, book scale, mean over 3 seeds): suppression >= 0.10; MCL stage 1 alone reads the
 photo >= SimCLR + 0.15; the concatenation reads the photo >= the ensemble + 0.10, and the digit
@@ -39,10 +39,11 @@ import torch
 from filelock import FileLock
 from threadpoolctl import threadpool_limits
 
-from mcl import experiments
 from mcl.cluster import ami
-from mcl.recipes import SimCLRRecipe, probe_models, train_mcl, train_simclr
-from mcl.scales import Preset
+from mcl.evaluate import probe_models
+from mcl.simclr import SimCLRRecipe, mcl_simclr, train_recipe
+from mclbook import experiments
+from mclbook.scales import Preset
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"suppression": 0.10, "stage1_gain": 0.15, "concat_gain": 0.10, "digit_change": -0.02}
@@ -63,6 +64,7 @@ CANDIDATES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "1 template, authors' sampler": ({"digits_per_class": 1}, AUTHORS),
     "3 templates, authors' sampler": ({"digits_per_class": 3}, AUTHORS),
     "3 templates, K=30": ({"digits_per_class": 3}, {"k": 30}),
+    "3 templates, K=30, authors' sampler": ({"digits_per_class": 3}, {"k": 30} | AUTHORS),
     "10 templates, K=100": ({"digits_per_class": 10}, {"k": 100}),
     "3 templates, 3 stages": ({"digits_per_class": 3}, {"n_stages": 3}),
     "instance digits, K=50": ({}, {"k": 50}),
@@ -109,14 +111,14 @@ def measure(name: str, seed: int, device: str) -> dict[str, Any]:
 
     def simclr(data, s: int, variant: str = "simclr") -> torch.nn.Module:
         folder = _folder(**_simclr_inputs(setup, s, variant))
-        return train_simclr(data, recipe, seed=s, device=device, progress=False, checkpoint_dir=folder)[0]
+        return train_recipe(data, recipe, seed=s, device=device, progress=False, checkpoint_dir=folder)[0]
 
     def stage_dir(stage: int) -> Path:
         if stage == 0:
             return _folder(**_simclr_inputs(setup, seed, "simclr"))
         return _folder(data=setup.data, recipe=asdict(recipe), seed=seed, stage=stage)
 
-    result = train_mcl(train, recipe, seed=seed, device=device, progress=False, checkpoint_dir=stage_dir)
+    result = mcl_simclr(train, recipe, seed=seed, device=device, progress=False, checkpoint_dir=stage_dir)
     others = [simclr(train, s) for s in experiments.ensemble_seeds(seed, recipe.n_stages)[1:]]
     control = simclr(c_train, seed, "control")
 

@@ -4,7 +4,7 @@
 
 For every candidate (recipe overrides of the trifeature "book" preset) this trains MCL with SimCLR
 (stage 0 is plain SimCLR) and the equal-budget SimCLR seed ensemble (seeds
-:func:`mcl.experiments.ensemble_seeds`), then probes shape, texture and colour on: SimCLR, each MCL stage
+:func:`mclbook.experiments.ensemble_seeds`), then probes shape, texture and colour on: SimCLR, each MCL stage
 alone, the concatenation of all stages and the ensemble. It also records the AMI of every stage's
 k-means clusters with each attribute. The issue's targets, checked per candidate:
 
@@ -29,10 +29,11 @@ from typing import Any
 import torch
 from threadpoolctl import threadpool_limits
 
-from mcl import experiments
 from mcl.cluster import ami
-from mcl.recipes import probe_models, train_mcl, train_simclr
-from mcl.scales import preset
+from mcl.evaluate import probe_models
+from mcl.simclr import mcl_simclr, train_recipe
+from mclbook import experiments
+from mclbook.scales import preset
 
 ROOT = Path(__file__).resolve().parents[1]
 MARGIN = 0.05
@@ -75,9 +76,9 @@ def measure(name: str, seed: int, device: str) -> dict[str, Any]:
     setup = preset("trifeature", "book", **(BASE | CANDIDATES[name]))
     started = time.perf_counter()
     train, test = experiments.load_data("trifeature", setup)
-    result = train_mcl(train, setup.recipe, seed=seed, device=device, progress=False)
+    result = mcl_simclr(train, setup.recipe, seed=seed, device=device, progress=False)
     others = [
-        train_simclr(train, setup.recipe, seed=s, device=device, progress=False)[0]
+        train_recipe(train, setup.recipe, seed=s, device=device, progress=False)[0]
         for s in experiments.ensemble_seeds(seed, setup.recipe.n_stages)[1:]
     ]
 

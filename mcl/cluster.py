@@ -35,6 +35,8 @@ from sklearn.metrics import adjusted_mutual_info_score
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mcl.sampling import as_label_array
+
 # default chunk, in elements of x: on the CPU 4 MiB of float32, so the matmul and index_add_ of a chunk
 # share the cache; on a GPU 256 MiB, so a pass over 10 million rows is ~100 chunks (kernel launches matter)
 _CHUNK_ELEMENTS = {"cpu": 1 << 20}
@@ -376,20 +378,11 @@ def assign(
 
 
 # ------------------------------------------------------------------------------------------------- AMI
-def _labels_1d(labels: object, name: str) -> np.ndarray:
-    if isinstance(labels, Tensor):
-        labels = labels.detach().cpu().numpy()
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one cluster id per sample), got shape {arr.shape}")
-    return arr
-
-
 def ami(a: Tensor | np.ndarray | Sequence, b: Tensor | np.ndarray | Sequence) -> float:
     """Adjusted mutual information of two labelings of the same N samples (scikit-learn's
     ``adjusted_mutual_info_score``, arithmetic normalisation): 1 for identical partitions, ~0 for
     independent ones. Accepts tensors (any device), arrays or sequences."""
-    a_arr, b_arr = _labels_1d(a, "a"), _labels_1d(b, "b")
+    a_arr, b_arr = as_label_array(a, "a", integer=False), as_label_array(b, "b", integer=False)
     if a_arr.shape != b_arr.shape:
         raise ValueError(f"a and b label different numbers of samples ({a_arr.size} vs {b_arr.size})")
     return float(adjusted_mutual_info_score(a_arr, b_arr))
@@ -398,7 +391,7 @@ def ami(a: Tensor | np.ndarray | Sequence, b: Tensor | np.ndarray | Sequence) ->
 def ami_matrix(labelings: Sequence[Tensor | np.ndarray | Sequence]) -> np.ndarray:
     """[S, S] float64 matrix of :func:`ami` between every pair of S labelings (symmetric), e.g. the
     paper's table of AMI between the k-means clusters of MCL's stages."""
-    arrays = [_labels_1d(lab, f"labelings[{i}]") for i, lab in enumerate(labelings)]
+    arrays = [as_label_array(lab, f"labelings[{i}]", integer=False) for i, lab in enumerate(labelings)]
     if not arrays:
         raise ValueError("labelings is empty; pass at least one labeling")
     s = len(arrays)

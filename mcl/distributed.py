@@ -261,7 +261,7 @@ def gathered_loss(loss_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
     ``z1``, ``z2`` ``[n, D]`` of this rank are gathered with gradients (:func:`all_gather_with_grad`);
     row i of both stays one sample, so SimCLR's positives stay aligned and its negatives span all
-    ranks. Pass it as ``loss_fn`` to :func:`mcl.train.train_contrastive` with a DDP-wrapped model.
+    ranks. Pass it as ``loss_fn`` to :func:`mcl.simclr.train_simclr` with a DDP-wrapped model.
     """
 
     def loss(z1: Tensor, z2: Tensor, *args, **kwargs) -> Tensor:

@@ -1,13 +1,21 @@
-"""Evaluations on frozen features: linear probes per attribute and kNN accuracy.
+"""Evaluations on frozen features: a model's features, linear probes per attribute, kNN accuracy.
 
-AMI between stages' cluster ids lives in :mod:`mcl.cluster` (``ami``, ``ami_matrix``).
+AMI between stages' cluster ids lives in :mod:`mcl.cluster` (``ami``, ``ami_matrix``); the CLIP
+evaluations (MMVP, retrieval, soups) in :mod:`mcl.clip.eval`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from mcl.data.base import LabeledImages
+from mcl.models import embed
+from mcl.stages import concat_features
 
 
 def _tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -25,8 +33,8 @@ def fit_logistic_regression(
 
     by full-batch L-BFGS (strong Wolfe line search) in x's dtype and on its device. The gradient is
     written out, ``dL/dW = x^T G + W / (C N)`` and ``dL/db = sum_i G_i`` with ``G = (softmax(x W + b) -
-    onehot(y)) / N``, and ``x^T G`` reads a contiguous copy of ``x^T``: on a CPU that product is ~3x faster
-    than through the transposed view autograd would use (bench/bench_probe.py). It stops when every
+    onehot(y)) / N``, and ``x^T G`` reads a contiguous copy of ``x^T``, faster on a CPU
+    than the transposed view autograd would use (bench/RESULTS.md). It stops when every
     gradient entry is below ``tol`` (scipy's ``pgtol``, as scikit-learn's lbfgs) or after ``max_iter``
     iterations."""
     n, dim = x.shape
@@ -70,7 +78,7 @@ def probe_attributes(
     train_x ``[N, D]``, test_x ``[M, D]``; labels: attribute -> int ``[N]`` / ``[M]`` (any integer values).
     Each probe is :func:`fit_logistic_regression` in float64 on the features standardised with the training
     split's mean and population standard deviation (scikit-learn's ``StandardScaler`` then
-    ``LogisticRegression``; 5-7.6x faster at two CPU threads, 1.05-3.3x at one: bench/bench_probe.py);
+    ``LogisticRegression``, and faster: bench/RESULTS.md);
     it runs on the features' device.
     """
     if not C > 0:
@@ -195,3 +203,35 @@ def neighbour_agreement(features: torch.Tensor, labels: torch.Tensor, k: int = 5
         raise ValueError(f"labels must be [N] with N={len(features)}, got {tuple(labels.shape)}")
     neighbours = nearest_neighbours(features, torch.arange(len(features), device=features.device), k).cpu()
     return float((labels[neighbours] == labels[:, None]).float().mean())
+
+
+def features(
+    model: nn.Module,
+    data: LabeledImages,
+    *,
+    device: str = "auto",
+    part: str = "features",
+    normalize: bool = True,
+) -> torch.Tensor:
+    """Frozen embeddings ``[N, D]`` of ``data.images``: the backbone's (``part="features"``, e.g.
+    :meth:`mcl.models.ContrastiveNet.features`) or the projection's (``part="projection"``)."""
+    if part not in ("features", "projection"):
+        raise ValueError(f"part={part!r}; use 'features' or 'projection'")
+    encode = model.features if part == "features" else model
+    return embed(encode, data.images, device=device, normalize=normalize)
+
+
+def probe_models(
+    models: list[nn.Module],
+    train: LabeledImages,
+    test: LabeledImages,
+    *,
+    device: str = "auto",
+    combine: Callable[[list[torch.Tensor]], torch.Tensor] = concat_features,
+) -> dict[str, float]:
+    """Linear-probe accuracy per attribute (:func:`probe_attributes`) of the raw backbone features of
+    ``models``, combined by ``combine`` (by default concatenated, then L2-normalised once: the authors' MCL
+    representation). Returns attribute -> test accuracy."""
+    train_x = combine([features(m, train, device=device, normalize=False) for m in models])
+    test_x = combine([features(m, test, device=device, normalize=False) for m in models])
+    return probe_attributes(train_x, train.labels, test_x, test.labels)

@@ -38,61 +38,17 @@ from __future__ import annotations
 
 import copy
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mcl.device import autocast, resolve_device, seed_everything
-from mcl.losses import check_temperature
-from mcl.train import (
-    TrainConfig,
-    TrainHistory,
-    epoch_batches,
-    epoch_generator,
-    record_epoch,
-    resume,
-    save_checkpoint,
-)
+from mcl.device import autocast, resolve_device
+from mcl.fit import TrainConfig, TrainHistory, epoch_generator, fit
+from mcl.losses import check_temperature, info_nce
 
 QueueLossFn = Callable[..., Tensor]  # (q, k, queue, temperature, negative_mask=None) -> 0-dim loss
-
-
-def info_nce(
-    q: Tensor,
-    k: Tensor,
-    queue: Tensor,
-    temperature: float = 0.2,
-    *,
-    negative_mask: Tensor | None = None,
-    shift: float = 0.0,
-) -> Tensor:
-    """MoCo's InfoNCE loss, mean over the B queries, a 0-dim tensor.
-
-    ``q``, ``k``: [B, D] queries and their positive keys, ``queue``: [Q, D] negative keys, all
-    expected L2-normalised (not normalised here). Logits ``[q_i . k_i - shift, q_i . queue_j + shift]
-    / temperature`` ([B, 1 + Q]), cross-entropy with target 0. ``negative_mask``: bool [B, Q] (per
-    query) or [Q] (for all); False removes that negative (logit -inf). ``shift`` is IFM's eps
-    (:func:`mcl.baselines.ifm_info_nce`); 0 for MoCo. Q may be 0 (no negatives: loss 0).
-    """
-    temperature = check_temperature(temperature)
-    if q.dim() != 2 or q.shape != k.shape:
-        raise ValueError(f"q and k must both be [B, D], got {tuple(q.shape)} and {tuple(k.shape)}")
-    if queue.dim() != 2 or queue.shape[1] != q.shape[1]:
-        raise ValueError(f"queue must be [Q, D] with D={q.shape[1]}, got {tuple(queue.shape)}")
-    positive = (q * k).sum(dim=1, keepdim=True) - shift
-    negatives = q @ queue.to(q.dtype).T + shift
-    if negative_mask is not None:
-        if negative_mask.dtype != torch.bool or negative_mask.shape[-1] != queue.shape[0]:
-            raise ValueError(
-                f"negative_mask must be bool [B, Q] or [Q] with Q={queue.shape[0]}, got "
-                f"{negative_mask.dtype} {tuple(negative_mask.shape)}"
-            )
-        negatives = negatives.masked_fill(~negative_mask, float("-inf"))
-    logits = torch.cat([positive, negatives], dim=1) / temperature
-    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
 def _check_unit(name: str, value: float, *, low: float, high: float, hint: str) -> float:
@@ -366,6 +322,52 @@ def _group_of_from(batch_sampler: object | None) -> Tensor | None:
     return None
 
 
+class MoCoStep:
+    """One MoCo batch: query and key views, the loss against the anchors' own queues; after the optimiser's
+    step, the key network's momentum update and the batch's keys into the queues."""
+
+    def __init__(
+        self,
+        model: MoCo,
+        data: Tensor,
+        config: TrainConfig,
+        device: torch.device,
+        *,
+        augment: nn.Module,
+        group_of: Tensor | None,
+        loss_fn: QueueLossFn,
+        temperature_schedule: Callable[[int], float] | None,
+    ) -> None:
+        self.model, self.data, self.config, self.device = model, data, config, device
+        self.augment, self.group_of, self.loss_fn = augment, group_of, loss_fn
+        self.schedule = temperature_schedule
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.tau = check_temperature(self.schedule(epoch) if self.schedule else self.model.temperature)
+        self.generator = epoch_generator(self.config.seed, epoch, self.device)
+
+    def loss(self, batch: Sequence[int], step: int) -> Tensor:
+        index = torch.as_tensor(batch, dtype=torch.long)
+        self.labels = None if self.group_of is None else self.group_of[index]
+        self.index = index.to(self.device)
+        x = self.data[self.index].float().div_(255)
+        view_q = self.augment(x, self.generator).contiguous(memory_format=torch.channels_last)
+        view_k = self.augment(x, self.generator).contiguous(memory_format=torch.channels_last)
+        with autocast(self.device):
+            q, self.k = self.model(view_q, view_k)
+        keys, mask, _ = self.model.negatives(self.labels, self.index)
+        if keys.shape[1] == 0:
+            keys = q.new_zeros(keys.shape[0], q.shape[1])
+        return self.loss_fn(q, self.k, keys, self.tau, negative_mask=mask)
+
+    def after_step(self) -> None:
+        self.model.momentum_update()
+        self.model.enqueue(self.k, self.index, self.labels)
+
+    def temperature(self) -> float:
+        return self.tau
+
+
 def train_moco(
     model: MoCo,
     images: Tensor,
@@ -377,18 +379,22 @@ def train_moco(
     loss_fn: QueueLossFn = info_nce,
     temperature_schedule: Callable[[int], float] | None = None,
 ) -> TrainHistory:
-    """Train a :class:`MoCo` on uint8 images ``[N, C, H, W]``; returns the per-epoch mean losses.
+    """Train a :class:`MoCo` on uint8 images ``[N, C, H, W]`` through :func:`mcl.fit.fit`; return the history.
 
-    Batches come from ``batch_sampler`` (e.g. MCL's :class:`mcl.sampling.FeatureAwareBatchSampler`)
-    or a seeded shuffle. ``group_of`` int [N]: sample i's pseudo-label; each query's negatives come
-    only from its own group's queue (MCL's batches are from one group; mixed batches, e.g. merged
-    leftovers, are handled per sample). When None, the sampler's ``labels`` attribute is used if it
-    has one, else there is one queue for all (plain MoCo-v2).
-    Temperature: ``model.temperature``, or ``temperature_schedule(epoch)``; ``config.temperature``
-    (SimCLR's) is not used. ``loss_fn(q, k, queue, temperature, negative_mask=...)``:
-    :func:`info_nce` or :class:`mcl.baselines.IFMQueueLoss`. Adam on the query network; after each
-    step the key network is momentum-updated and the batch's keys are enqueued. Seeding,
-    checkpoints (the queues included) and resuming are those of :func:`mcl.train.train_contrastive`.
+    Args:
+        model: the :class:`MoCo` (query and key networks, queues).
+        images: uint8 ``[N, C, H, W]``.
+        config: epochs, batch size, Adam's ``lr`` and ``weight_decay`` on the query network, seed, device,
+            checkpoint folder (the queues are checkpointed too). ``config.temperature`` (SimCLR's) is not
+            used: the temperature is ``model.temperature`` or ``temperature_schedule(epoch)``.
+        augment: ``augment(x, generator)`` makes one view.
+        batch_sampler: batches of indices (e.g. MCL's :class:`mcl.sampling.FeatureAwareBatchSampler`) or
+            None for a seeded shuffle.
+        group_of: int ``[N]``, sample i's pseudo-label: each query's negatives come only from its own
+            group's queue (mixed batches are handled per sample). None: the sampler's ``labels`` if it
+            has them, else one queue for all (plain MoCo-v2).
+        loss_fn: ``loss_fn(q, k, queue, temperature, negative_mask=...)``: :func:`mcl.losses.info_nce` or
+            :class:`mcl.losses.IFMQueueLoss`.
     """
     if not isinstance(model, MoCo):
         raise ValueError(f"model must be a mcl.moco.MoCo, got {type(model).__name__}; wrap it: MoCo(net)")
@@ -403,48 +409,28 @@ def train_moco(
                 f"group_of must have one label per image, shape ({len(images)},), got {tuple(group_of.shape)}"
             )
     device = resolve_device(config.device)
-    seed_everything(config.seed)
     data = images.to(device)
     model.to(device=device, memory_format=torch.channels_last)
     model.configure_queues(group_of, len(data))
-    modules = {"moco": model}
     params = [p for p in model.query.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-
-    checkpoint, history, epochs = resume(config, modules, optimizer, device, desc="train MoCo")
-    clock = time.perf_counter()
-    for epoch in epochs:
-        temperature = check_temperature(
-            temperature_schedule(epoch) if temperature_schedule else model.temperature
-        )
-        generator = epoch_generator(config.seed, epoch, device)
-        model.train()
-        total, count = torch.zeros((), device=device), 0
-        for batch in epoch_batches(len(data), config.batch_size, epoch, config.seed, batch_sampler):
-            index = torch.as_tensor(batch, dtype=torch.long)
-            labels = None if group_of is None else group_of[index]
-            index = index.to(device)
-            x = data[index].float().div_(255)
-            view_q = augment(x, generator).contiguous(memory_format=torch.channels_last)
-            view_k = augment(x, generator).contiguous(memory_format=torch.channels_last)
-            with autocast(device):
-                q, k = model(view_q, view_k)
-            keys, mask, _ = model.negatives(labels, index)
-            if keys.shape[1] == 0:
-                keys = q.new_zeros(keys.shape[0], q.shape[1])
-            loss = loss_fn(q, k, keys, temperature, negative_mask=mask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            model.momentum_update()
-            model.enqueue(k, index, labels)
-            total += loss.detach()
-            count += 1
-        record_epoch(history, total, count, temperature, epochs)
-        if checkpoint is not None:
-            history.seconds += time.perf_counter() - clock
-            clock = time.perf_counter()
-            save_checkpoint(checkpoint, epoch, modules, optimizer, history)
-    history.seconds += time.perf_counter() - clock
-    model.eval()
-    return history
+    step = MoCoStep(
+        model,
+        data,
+        config,
+        device,
+        augment=augment,
+        group_of=group_of,
+        loss_fn=loss_fn,
+        temperature_schedule=temperature_schedule,
+    )
+    return fit(
+        step,
+        {"moco": model},
+        optimizer,
+        config,
+        n=len(data),
+        device=device,
+        batch_sampler=batch_sampler,
+        desc="train MoCo",
+    )

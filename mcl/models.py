@@ -2,15 +2,19 @@
 
 Shapes: images ``[B, C, H, W]`` float -> features ``h`` ``[B, feature_dim]`` -> projections
 ``z = g(h)`` ``[B, proj_dim]`` (SimCLR, Chen et al. 2020: the loss sees ``z``, evaluation uses ``h``).
+:func:`embed` runs any encoder over a whole data set without augmentation (what MCL clusters).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from mcl.device import memory_format, resolve_device
+from mcl.device import autocast, memory_format, resolve_device
 
 
 class SmallCNN(nn.Module):
@@ -137,3 +141,35 @@ def prepare_for_device(model: nn.Module, device: str | torch.device) -> nn.Modul
     """Move ``model`` to ``device`` in channels_last memory format (autocast is left to the loop)."""
     device = resolve_device(device)
     return model.to(device=device, memory_format=memory_format(device))
+
+
+@torch.no_grad()
+def embed(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    device: str | torch.device = "auto",
+    normalize: bool = True,
+) -> torch.Tensor:
+    """Embed uint8 images ``[N, C, H, W]`` without augmentation: float32 ``[N, D]`` on the CPU.
+
+    ``encode`` maps a float batch in [0, 1] to features, e.g. ``model.features`` (backbone) or
+    ``model`` (projection). Rows are L2-normalised when ``normalize`` (what MCL clusters).
+    The module behind ``encode`` is put in eval mode for the pass and restored afterwards.
+    """
+    device = resolve_device(device)
+    module = encode if isinstance(encode, nn.Module) else getattr(encode, "__self__", None)
+    was_training = isinstance(module, nn.Module) and module.training
+    if isinstance(module, nn.Module):
+        module.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device).float().div_(255)
+        with autocast(device):
+            h = encode(x.contiguous(memory_format=torch.channels_last))
+        out.append(h.float().cpu())
+    if was_training:
+        module.train()
+    features = torch.cat(out)
+    return F.normalize(features, dim=1) if normalize else features

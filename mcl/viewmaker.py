@@ -14,7 +14,7 @@ minimises, under a fixed L1 budget:
 element equals the budget, 0.05 in their image experiments). The clamp to the image range can only
 shrink the realised change; ``delta`` itself meets the budget exactly.
 
-One optimiser: :class:`Viewmaker` plugs into :func:`mcl.train.train_contrastive` as
+One optimiser: :class:`Viewmaker` plugs into :func:`mcl.simclr.train_simclr` as
 ``view_transform``. A gradient-reversal step sits on ``delta`` (identity forward, negated gradient
 backward), so a single ``loss.backward()`` gives the viewmaker's parameters the gradient of
 ``-loss`` (ascent) and the encoder's the gradient of ``loss`` (descent); one Adam step then updates

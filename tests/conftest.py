@@ -16,12 +16,13 @@ SMOKE = ROOT / "_build" / "smoke"
 
 @pytest.fixture(scope="session")
 def smoke_book() -> Path:
-    """Run ``book/build.py --scale smoke --device cpu --jobs 2`` (cached per chapter) and return the results
-    folder."""
+    """Run ``python -m mclbook.build --scale smoke --device cpu --jobs 2`` (cached per chapter) and return the
+    results folder."""
     done = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "book" / "build.py"),
+            "-m",
+            "mclbook.build",
             "--scale",
             "smoke",
             "--device",

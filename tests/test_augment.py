@@ -382,7 +382,7 @@ def test_invalid_inputs_raise() -> None:
 
 def test_augment_columns_shares_the_right_part_and_augments_the_left():
     from mcl.augment import AugmentColumns
-    from mcl.recipes import SimCLRRecipe
+    from mcl.simclr import SimCLRRecipe
 
     x = torch.randint(0, 256, (6, 3, 32, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     augment = SimCLRRecipe(augment_width=32).augment((32, 64))

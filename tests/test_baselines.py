@@ -1,4 +1,5 @@
-"""IFM loss and TS temperature schedule (mcl.baselines) against naive formulas and closed forms."""
+"""IFM losses (mcl.losses.ifm) and the TS temperature schedule (mcl.schedules) against naive formulas and
+closed forms."""
 
 from __future__ import annotations
 
@@ -7,15 +8,8 @@ import math
 import pytest
 import torch
 
-from mcl.baselines import (
-    IFMQueueLoss,
-    TemperatureSchedule,
-    cosine_temperature,
-    ifm_info_nce,
-    ifm_loss,
-    ifm_nt_xent,
-)
-from mcl.losses import nt_xent
+from mcl.losses import IFMQueueLoss, ifm_info_nce, ifm_loss, ifm_nt_xent, nt_xent
+from mcl.schedules import TemperatureSchedule, cosine_temperature
 
 
 def naive_ifm_nt_xent(z1, z2, t, eps, alpha):
@@ -177,9 +171,10 @@ def test_cosine_temperature_rejects_bad_epochs():
             cosine_temperature(epoch)
 
 
-def test_schedule_and_ifm_plug_into_train_contrastive():
+def test_schedule_and_ifm_plug_into_train_simclr():
     from mcl.augment import SimCLRAugment
-    from mcl.train import TrainConfig, train_contrastive
+    from mcl.fit import TrainConfig
+    from mcl.simclr import train_simclr
 
     torch.manual_seed(0)
     nn = torch.nn
@@ -189,7 +184,7 @@ def test_schedule_and_ifm_plug_into_train_contrastive():
     images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)
     sched = TemperatureSchedule(tau_min=0.1, tau_max=0.9, period=4)
     config = TrainConfig(epochs=3, batch_size=16, progress=False, device="cpu")
-    history = train_contrastive(
+    history = train_simclr(
         net, images, config, augment=SimCLRAugment(16), loss_fn=ifm_loss(), temperature_schedule=sched
     )
     assert history.temperatures == pytest.approx([0.9, 0.5, 0.1])

@@ -1,13 +1,9 @@
-"""book/build.py's scheduling helpers: kernel threads when chapters run side by side, longest-first hints."""
+"""mclbook.build's helpers: kernel threads when chapters run side by side, longest-first hints."""
 
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "book"))
-
-import build  # noqa: E402
+from mclbook import build
 
 
 def test_kernels_share_the_cores_when_chapters_run_side_by_side(monkeypatch):

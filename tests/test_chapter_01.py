@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, read_results
 
+pytestmark = pytest.mark.slow  # executes chapters or spawns processes
+
 ATTRIBUTES = {"trifeature": ["shape", "texture", "color"], "cifar_mnist": ["cifar", "mnist"]}
 METHODS = ["SimCLR", "MoCo-v2", "random init"]
 CONTROLS = {  # data set -> (control methods, the attributes they are probed on)

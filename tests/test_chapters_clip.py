@@ -7,7 +7,9 @@ import json
 import pytest
 from conftest import read_results
 
-from mcl.paper import MMVP_PATTERNS
+from mclbook.paper import MMVP_PATTERNS
+
+pytestmark = pytest.mark.slow  # executes chapters or spawns processes
 
 CHAPTERS = ("06_clip_blind_pairs", "07_mcl_clip", "08_soup_and_retrieval")
 

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from conftest import SMOKE, read_results
 
+pytestmark = pytest.mark.slow  # executes chapters or spawns processes
+
 ATTRIBUTES = ["shape", "texture", "color"]
 
 

@@ -1,4 +1,4 @@
-"""Tests of mcl.clip_experiments: presets, cached data and models, scoring, soup and retrieval sets."""
+"""Tests of mclbook.clip_experiments: presets, cached data and models, scoring, soup and retrieval sets."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from mcl import clip_experiments as ce
 from mcl.clip import create_clip
-from mcl.clip_eval import evaluate_mmvp
+from mcl.clip.eval import evaluate_mmvp
 from mcl.data.mmvp import PATTERNS
 from mcl.data.scenes import PROPERTIES, make_captioned_scenes
-from mcl.paper import MMVP_PATTERNS
+from mclbook import clip_experiments as ce
+from mclbook.paper import MMVP_PATTERNS
 
 
 @pytest.fixture(autouse=True)

@@ -61,6 +61,7 @@ def test_mnist(root):
     assert torch.equal(again.images, train.images)
 
 
+@pytest.mark.slow
 def test_cifar10(root):
     train = load_cifar10("train", root=root)
     assert train.images.shape == (50000, 3, 32, 32) and train.images.dtype == torch.uint8
@@ -86,6 +87,7 @@ def test_truncated_cache_file_is_rebuilt(root):
     assert torch.equal(after.labels["digit"], before.labels["digit"])
 
 
+@pytest.mark.slow
 def test_cifar_mnist_labels_independent_and_pairing_fixed(root):
     data = load_cifar_mnist("train", root=root, seed=0)
     cifar, mnist = load_cifar10("train", root=root), load_mnist("train", root=root)
@@ -156,6 +158,7 @@ def naive_hair_counts() -> tuple[int, list[int], list[int], list[int]]:
     return kept, hair, smiling, male
 
 
+@pytest.mark.slow
 def test_celeba_from_mirror(root):
     train = load_celeba("train", root=root, size=64)
     test = load_celeba("test", root=root, size=64)

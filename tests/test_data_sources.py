@@ -30,7 +30,7 @@ from mcl.data.cifar import load_cifar10
 from mcl.data.cifar_mnist import compose, digits_to_32, pairing
 from mcl.data.imagenet import load_imagenet
 from mcl.data.mnist import load_mnist, read_idx
-from mcl.data.show import image_grid
+from mclbook.show import image_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -566,17 +566,20 @@ def test_image_grid(tmp_path):
     plt.close("all")
 
 
-def test_cli_data_list_runs_without_importing_matplotlib(tmp_path):
-    """``python -m mcl data list`` in a fresh interpreter; the data modules leave matplotlib unimported."""
+@pytest.mark.slow
+def test_cli_data_list_runs_and_the_library_imports_neither_matplotlib_nor_the_book(tmp_path):
+    """``python -m mcl data list`` in a fresh interpreter, then every module of the library: none of them
+    imports matplotlib or the book's package (mclbook)."""
     env = {**os.environ, sources.ENV_ROOT: str(tmp_path)}
     env.pop(sources.ENV_MIRROR, None)
     code = (
         "import runpy, sys; sys.argv = ['mcl', 'data', 'list']\n"
         "try:\n    runpy.run_module('mcl', run_name='__main__')\n"
         "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
-        "import mcl.data.show, mcl.data.captions, mcl.data.celeba, mcl.data.cifar_mnist\n"
-        "import mcl.data.imagenet\n"
+        "import importlib, pkgutil, mcl\n"
+        "for m in pkgutil.walk_packages(mcl.__path__, 'mcl.'):\n    importlib.import_module(m.name)\n"
         "assert 'matplotlib' not in sys.modules, 'matplotlib was imported'\n"
+        "assert not [m for m in sys.modules if m.startswith('mclbook')], 'the book was imported'\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120

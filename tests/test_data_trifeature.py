@@ -77,6 +77,7 @@ def test_every_combination_exactly_n_times(train, test_split):
         assert torch.equal(torch.bincount(code, minlength=1000), torch.full((1000,), n))
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed_and_different_across_seeds():
     a, b, c = (make_trifeature(1, size=16, seed=s) for s in (5, 5, 6))
     assert torch.equal(a.images, b.images) and all(torch.equal(a.labels[k], b.labels[k]) for k in ATTRS)
@@ -193,6 +194,7 @@ def features(images: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"shape": shape, "texture": texture, "color": color}
 
 
+@pytest.mark.slow
 def test_each_attribute_is_recoverable_by_a_linear_classifier(train, test_split):
     """Fisher's linear discriminant on simple features, fitted on train renders, scored on test renders.
 
@@ -217,6 +219,7 @@ def test_textures_are_distinct_patterns():
             assert (values[i] - values[j]).abs().mean() > 0.1, (TEXTURES[i], TEXTURES[j])
 
 
+@pytest.mark.slow
 def test_one_color_draws_the_same_renders_in_one_colour():
     coloured = make_trifeature(1, seed=3)
     white = make_trifeature(1, seed=3, one_color="white")

@@ -32,6 +32,8 @@ from mcl.distributed import (
 from mcl.losses import nt_xent
 from mcl.sampling import FeatureAwareBatchSampler
 
+pytestmark = pytest.mark.slow  # executes chapters or spawns processes
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 WORLD = 2
 GLOBAL = 8  # global batch of the gradient checks

@@ -50,6 +50,7 @@ def sklearn_objective(x, y, weight, bias, C=1.0):
     return float(F.cross_entropy(x @ weight + bias, y) + weight.square().sum() / (2 * C * len(x)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dim", "classes", "C"), [(16, 3, 1.0), (40, 10, 1.0), (40, 10, 0.01)])
 def test_logistic_regression_matches_scikit_learn(dim, classes, C):
     x, y = blobs(1500, dim, classes, 8.0, dim + classes)  # overlapping classes: a non-trivial optimum

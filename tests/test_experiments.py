@@ -1,18 +1,18 @@
 """The chapters' shared experiment helpers: cached runs, controls and baseline wiring."""
 
+import fcntl
 from dataclasses import asdict
 
 import pytest
 import torch
 
-from mcl import experiments
-from mcl.baselines import IFMLoss, TemperatureSchedule
 from mcl.data.base import LabeledImages
-from mcl.locking import fcntl
-from mcl.losses import grouped_loss, nt_xent
-from mcl.recipes import SimCLRRecipe
-from mcl.scales import Preset
+from mcl.losses import IFMLoss, grouped_loss, nt_xent
+from mcl.schedules import TemperatureSchedule
+from mcl.simclr import SimCLRRecipe
 from mcl.viewmaker import Viewmaker
+from mclbook import experiments
+from mclbook.scales import Preset
 
 TINY = Preset(
     {"n_train": 1, "n_test": 1, "size": 16},
@@ -26,12 +26,24 @@ def results(tmp_path, monkeypatch):
     return tmp_path
 
 
+def lock_held(path: str) -> bool:
+    """Is the lock file ``path`` held through another open file (by this process or another)?"""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def tiny_images(n=192):
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, 16, 16), generator=g, dtype=torch.uint8)
     return LabeledImages(images, {"a": torch.arange(n) % 3})
 
 
+@pytest.mark.slow
 def test_a_cached_run_is_loaded_not_retrained(results):
     data = tiny_images()
     first = experiments.simclr("tiny", TINY, data, scale="smoke", seed=3, device="cpu", progress=False)
@@ -48,6 +60,7 @@ def test_a_cached_run_is_loaded_not_retrained(results):
     assert not torch.equal(other.encoder.blocks[0].weight, first.encoder.blocks[0].weight)
 
 
+@pytest.mark.slow
 def test_mcl_stage_zero_is_the_simclr_run_of_the_same_seed(results):
     data = tiny_images()
     result = experiments.multistage("tiny", TINY, data, scale="smoke", seed=1, device="cpu", progress=False)
@@ -57,21 +70,15 @@ def test_mcl_stage_zero_is_the_simclr_run_of_the_same_seed(results):
     assert len(result.models) == 2 and result.samplers[1] is not None
 
 
-@pytest.mark.skipif(fcntl is None, reason="no advisory locks on this platform")
+@pytest.mark.slow
 def test_mcl_locks_only_the_stage_it_trains(results, monkeypatch):
-    from mcl import recipes
+    from mcl import simclr
 
-    def held(folder):  # is the folder's lock held (by another open file)?
-        with open(f"{folder}.lock", "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
+    def held(folder):  # is the folder's lock held (by another process)?
+        return lock_held(f"{folder}.lock")
 
     seen = []  # per stage: (its own folder locked, stage 0's folder locked) while it trains
-    original = recipes.train_simclr
+    original = simclr.train_recipe
 
     def spy(data, recipe, *, checkpoint_dir, **kwargs):
         seen.append((held(checkpoint_dir), held(stage_zero)))
@@ -79,32 +86,39 @@ def test_mcl_locks_only_the_stage_it_trains(results, monkeypatch):
 
     data = tiny_images()
     stage_zero = experiments.runs_dir("smoke") / experiments.run_key(
-        experiment="tiny", data=TINY.data, data_seed=0, recipe=asdict(TINY.recipe), seed=1, variant="simclr"
+        "tiny",
+        experiment="tiny",
+        data=TINY.data,
+        data_seed=0,
+        recipe=asdict(TINY.recipe),
+        seed=1,
+        variant="simclr",
     )
-    monkeypatch.setattr(recipes, "train_simclr", spy)
+    monkeypatch.setattr(simclr, "train_recipe", spy)
     experiments.multistage("tiny", TINY, data, scale="smoke", seed=1, device="cpu", progress=False)
     assert seen == [(True, True), (True, False)]  # stage 1 trains while stage 0 is free to load
 
 
+@pytest.mark.slow
 def test_stages_can_start_from_the_previous_stage(monkeypatch):
-    from mcl import recipes
+    from mcl import simclr
 
     starts = []  # the weights each stage's training starts from
-    original = recipes.train_simclr
+    original = simclr.train_recipe
 
     def spy(data, recipe, *, model, **kwargs):
         starts.append(model.encoder.blocks[0].weight.detach().clone())
         return original(data, recipe, model=model, **kwargs)
 
-    monkeypatch.setattr(recipes, "train_simclr", spy)
+    monkeypatch.setattr(simclr, "train_recipe", spy)
     data = tiny_images()
-    warm = recipes.train_mcl(data, TINY.recipe.with_overrides(stage_init="previous"), seed=1, progress=False)
+    warm = simclr.mcl_simclr(data, TINY.recipe.with_overrides(stage_init="previous"), seed=1, progress=False)
     assert torch.equal(starts[1], warm.models[0].encoder.blocks[0].weight)  # stage 1 starts where 0 ended
     assert not torch.equal(warm.models[1].encoder.blocks[0].weight, warm.models[0].encoder.blocks[0].weight)
-    fresh = recipes.train_mcl(data, TINY.recipe, seed=1, progress=False)
-    assert torch.equal(starts[3], recipes.build_model(TINY.recipe, 3, seed=2).encoder.blocks[0].weight)
+    fresh = simclr.mcl_simclr(data, TINY.recipe, seed=1, progress=False)
+    assert torch.equal(starts[3], simclr.build_model(TINY.recipe, 3, seed=2).encoder.blocks[0].weight)
     assert torch.equal(fresh.models[0].encoder.blocks[0].weight, warm.models[0].encoder.blocks[0].weight)
-    first = recipes.train_mcl(
+    first = simclr.mcl_simclr(
         data,
         TINY.recipe.with_overrides(stage_init="first", n_stages=3, batch_size=16, combine="latest"),
         seed=1,
@@ -118,18 +132,18 @@ def test_stages_can_start_from_the_previous_stage(monkeypatch):
 
 
 def test_stages_train_on_blocks_of_groups_with_negatives_within_a_block(monkeypatch):
-    from mcl import recipes
+    from mcl import simclr
 
     seen = []  # (sampler, loss value on a fixed pair) per stage
 
     def spy(data, recipe, *, batch_sampler, loss_fn, **kwargs):
         z1, z2 = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)).chunk(2)
         seen.append((batch_sampler, float(loss_fn(torch.cat([z1, z2]), torch.cat([z2, z1]), 0.5))))
-        return recipes.build_model(recipe, 3, seed=0), None
+        return simclr.build_model(recipe, 3, seed=0), None
 
-    monkeypatch.setattr(recipes, "train_simclr", spy)
+    monkeypatch.setattr(simclr, "train_recipe", spy)
     recipe = TINY.recipe.with_overrides(groups_per_batch=2)
-    recipes.train_mcl(tiny_images(), recipe, seed=1, progress=False)
+    simclr.mcl_simclr(tiny_images(), recipe, seed=1, progress=False)
     z1, z2 = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)).chunk(2)
     whole = float(nt_xent(torch.cat([z1, z2]), torch.cat([z2, z1]), 0.5))
     halves = float(grouped_loss(nt_xent, 2)(torch.cat([z1, z2]), torch.cat([z2, z1]), 0.5))
@@ -199,6 +213,7 @@ def test_cifar_only_control_keeps_the_photos_and_drops_the_digit(monkeypatch):
         experiments.load_cifar_only(experiments.with_data(setup, composition="tiles"))
 
 
+@pytest.mark.slow
 def test_moco_run_is_cached_and_probed_through_its_query_backbone(results):
     data = tiny_images()
     first = experiments.moco("tiny", TINY, data, scale="smoke", seed=3, device="cpu", progress=False)

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcl.moco import MoCo, info_nce, train_moco
-from mcl.train import TrainConfig
+from mcl.fit import TrainConfig
+from mcl.losses import info_nce
+from mcl.moco import MoCo, train_moco
 
 
 class TinyNet(nn.Module):
@@ -196,6 +197,7 @@ def _spy_negatives(moco):
     return seen
 
 
+@pytest.mark.slow
 def test_train_moco_per_group_queues_never_mix_groups():
     torch.manual_seed(0)
     from mcl.augment import SimCLRAugment

@@ -35,6 +35,7 @@ def test_small_cnn_net_shapes(channels: int) -> None:
             assert net(x).shape == (2, 16)
 
 
+@pytest.mark.slow
 def test_resnet18_net_shapes() -> None:
     # eval mode and batch 1: a ResNet-18 forward at 64x64 costs ~2 GFLOP on the shared 2-core CPU
     torch.manual_seed(0)

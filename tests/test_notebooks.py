@@ -1,48 +1,42 @@
-"""The chapters as files: each stored notebook is its percent-script source converted (so without outputs),
-and papermill sees every parameter of its parameters cell."""
+"""The chapters as files: one MyST Markdown source each (no stored notebook twin), one parameters cell of
+typed literals, every parameter visible to papermill with its type."""
 
 import ast
-import importlib.util
+import subprocess
 from pathlib import Path
 
-import nbformat
 import papermill
 import pytest
 
+from mclbook.build import chapter_notebook, chapters_in_toc, is_chapter
+
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted((ROOT / "book" / "sources").glob("*.py"))
-
-spec = importlib.util.spec_from_file_location("book_notebook", ROOT / "book" / "notebook.py")
-book_notebook = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(book_notebook)
+CHAPTERS = [ROOT / f"{c}.md" for c in chapters_in_toc(ROOT / "_toc.yml") if is_chapter(ROOT / f"{c}.md")]
 
 
-def notebook_of(source: Path) -> Path:
-    return ROOT / "book" / f"{source.stem}.ipynb"
+def test_every_chapter_has_one_text_source_and_no_notebook_twin():
+    assert len(CHAPTERS) >= 9
+    tracked = subprocess.run(["git", "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True, text=True)
+    assert tracked.stdout.split() == []
 
 
-def test_every_source_has_a_notebook():
-    assert SOURCES and all(notebook_of(s).exists() for s in SOURCES)
+def parameters_cell(source: Path) -> str:
+    cells = [c for c in chapter_notebook(source).cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{source.name}: exactly one cell tagged 'parameters'"
+    return cells[0].source
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_stored_notebook_is_its_source_converted(source):
-    stored = nbformat.read(notebook_of(source), as_version=4)
-    converted = book_notebook.script_to_notebook(source.read_text())
-    assert [(c.cell_type, c.source, c.metadata) for c in stored.cells] == [
-        (c.cell_type, c.source, c.metadata) for c in converted.cells
-    ], f"run: .venv/bin/python book/notebook.py {source.relative_to(ROOT)}"
-    assert not any(c.get("outputs") for c in stored.cells)
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter_with_its_type(source, tmp_path):
+    assigned = {}
+    for node in ast.parse(parameters_cell(source)).body:
+        assert isinstance(node, ast.AnnAssign), f"{source.name}: annotate {ast.unparse(node)!r} with a type"
+        assigned[node.target.id] = ast.unparse(node.annotation)
+    notebook = tmp_path / f"{source.stem}.ipynb"
+    import nbformat
 
-
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_papermill_sees_every_parameter(source):
-    stored = nbformat.read(notebook_of(source), as_version=4)
-    (cell,) = [c for c in stored.cells if "parameters" in c.metadata.get("tags", [])]
-    assigned = set()
-    for node in ast.parse(cell.source).body:
-        if isinstance(node, ast.Assign):
-            assigned |= {t.id for t in node.targets}
-        elif isinstance(node, ast.AnnAssign):
-            assigned.add(node.target.id)
-    assert set(papermill.inspect_notebook(str(notebook_of(source)))) == assigned
+    nbformat.write(chapter_notebook(source), notebook)
+    seen = papermill.inspect_notebook(str(notebook))
+    assert set(seen) == set(assigned)
+    for name, annotation in assigned.items():
+        assert seen[name]["inferred_type_name"] == annotation, name

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mcl import paper
+from mclbook import paper
 
 
 @pytest.mark.parametrize("method", list(paper.BASELINES))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mcl.results import load_results, save_results
+from mclbook.results import load_results, save_results
 
 
 def test_round_trip_with_provenance(tmp_path):

@@ -65,6 +65,7 @@ def _loss(vm, encoder, x, seed):
     return nt_xent(encoder(v1), encoder(v2), 0.5)
 
 
+@pytest.mark.slow
 def test_viewmaker_gradient_is_ascent_and_encoder_gradient_is_descent():
     torch.manual_seed(0)
     x = torch.rand(8, 3, 12, 12)
@@ -101,9 +102,10 @@ def test_viewmaker_gradient_is_ascent_and_encoder_gradient_is_descent():
     assert after_step(plain) < before
 
 
-def test_viewmaker_trains_with_train_contrastive_without_nans():
+def test_viewmaker_trains_with_train_simclr_without_nans():
     from mcl.augment import SimCLRAugment
-    from mcl.train import TrainConfig, train_contrastive
+    from mcl.fit import TrainConfig
+    from mcl.simclr import train_simclr
 
     torch.manual_seed(0)
     encoder = _encoder()
@@ -111,7 +113,7 @@ def test_viewmaker_trains_with_train_contrastive_without_nans():
     before = [p.detach().clone() for p in vm.parameters()]
     images = torch.randint(0, 256, (32, 3, 12, 12), dtype=torch.uint8)
     config = TrainConfig(epochs=2, batch_size=16, progress=False, device="cpu")
-    history = train_contrastive(encoder, images, config, augment=SimCLRAugment(12), view_transform=vm)
+    history = train_simclr(encoder, images, config, augment=SimCLRAugment(12), view_transform=vm)
     assert len(history.losses) == 2 and all(math.isfinite(v) for v in history.losses)
     assert all(torch.isfinite(p).all() for p in vm.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, vm.parameters(), strict=True))  # it was trained

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -23,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mcl.files import atomic_write
 
 FORMAT = 1  # bump when the layout of cache entries changes; older entries are rebuilt
 _CHUNK = 1 << 24
@@ -63,17 +63,7 @@ def _check_key(key: str) -> None:
 
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Write through ``write(file)`` into a temporary file next to ``path``, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write)
 
 
 def _array_path(directory: Path, key: str, name: str) -> Path:

@@ -38,7 +38,7 @@ def _read_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 def decode_images(blobs: list[bytes]) -> list[torch.Tensor]:
     """Decode encoded images (JPEG, PNG, ...) to uint8 RGB ``[3, H, W]`` tensors.
 
-    JPEGs go through torchvision's batched ``decode_jpeg`` (2.5 to 3.5 times faster than PIL here;
+    JPEGs go through torchvision's batched ``decode_jpeg`` (faster than PIL, bench/RESULTS.md;
     same pixels on the mirror's JPEGs), everything else, and everything once torchvision drops its
     deprecated decoders, through PIL.
     """

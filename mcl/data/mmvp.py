@@ -12,8 +12,8 @@ The script pairs consecutive rows (question ids 2k-1 and 2k, odd id = the pair's
 takes the image folder from the first row's ``Type``, prefixes each statement with
 ``"a photo of "``, and assigns pairs to patterns in blocks of 15 in the order of ``PATTERNS``.
 The ``Type`` values (= folder names) are the nine of ``PATTERNS``; the script's category names
-(``PATTERN_LONG_NAMES``) are display names only. The folder names were checked against three
-public loaders of the Hugging Face copy (they agree); the images themselves were not available here.
+(``PATTERN_LONG_NAMES``) are display names only. The folder names agree with three public loaders of the
+Hugging Face copy; the loader is tested on stand-ins written in the same layout.
 
 ``write_synthetic_mmvp`` writes a benchmark in exactly this layout from synthetic scenes
 (``mcl.data.scenes``) in which each pair differs in one property, the pattern's own.
@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from mcl.data.scenes import (
+    PROPERTIES,
     PROPERTY_VALUES,
     SceneSpec,
     describe,
@@ -84,24 +85,8 @@ PATTERN_LONG_NAMES: dict[str, str] = dict(
         strict=True,
     )
 )
-# which synthetic scene property each pattern's pairs contrast
-PATTERN_PROPERTY: dict[str, str] = dict(
-    zip(
-        PATTERNS,
-        (
-            "orientation",
-            "presence",
-            "state",
-            "quantity",
-            "position",
-            "color",
-            "shape",
-            "text",
-            "viewpoint",
-        ),
-        strict=True,
-    )
-)
+# which synthetic scene property each pattern's pairs contrast (scenes.PROPERTIES is in PATTERNS' order)
+PATTERN_PROPERTY: dict[str, str] = dict(zip(PATTERNS, PROPERTIES, strict=True))
 
 QUESTIONS_CSV = "Questions.csv"
 IMAGES_DIR = "MLLM_VLM Images"

@@ -9,8 +9,8 @@
    (a mismatch raises :class:`ChecksumError`), then either unpacked into the data root with
    :func:`safe_extract` (COCO, whose loader hands out file paths) or read in place, straight from
    the verified files (MNIST's ``.gz`` files; the CIFAR-10 and CelebA archives, whose 60,000 and
-   10,000 small JPEGs took 50 s to 140 s to write out on this machine's disk against about 10 s
-   to decode from the archive in memory). Only decoded arrays are written to the data root then.
+   10,000 small JPEGs are decoded from the archive in memory, several times faster than writing them
+   out as files first). Only decoded arrays are written to the data root then.
 3. **Download**: torchvision's ``download=True`` (MNIST, CIFAR-10, CelebA) when the data set's
    host answers within ``$MCL_DOWNLOAD_TIMEOUT`` seconds (default 10; also the socket timeout of
    the download itself). ``MCL_DATA_OFFLINE=1`` skips this step.

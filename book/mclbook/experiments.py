@@ -1,0 +1,369 @@
+"""What the unimodal chapters share: a preset's data, training runs cached on disk, and probes.
+
+Several chapters train the same models (MCL's stage 0 *is* the SimCLR run of the same seed; chapters 2-4
+all look at the same Trifeature MCL run), so every run is stored under ``runs_dir(scale)/<key>/`` with
+``key`` (:func:`mclbook.runcache.run_key`) a hash of the data set, its loader arguments, the recipe, the
+seed, the variant, the CPU threads and the source of the library modules that training and the data set's
+loader import. A rerun with the same inputs loads the finished checkpoint instead of training again; a
+change to any of them trains anew. Runs are deterministic on the CPU for a seed and thread count, so a
+cached model is the model the code would train. Each run is locked while it trains
+(:func:`mclbook.runcache.exclusive`), so chapters executed side by side wait for a shared run instead of
+training it twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mcl.data.base import LabeledImages
+from mcl.moco import MoCo, train_moco
+from mcl.simclr import build_model, mcl_simclr, train_recipe
+from mcl.stages import MultistageResult
+from mclbook import runcache
+from mclbook.results import results_dir
+from mclbook.runcache import exclusive
+from mclbook.scales import Preset
+
+EXPERIMENTS = ("trifeature", "cifar_mnist", "celeba", "cifar10")
+
+
+def load_data(name: str, preset: Preset, *, seed: int = 0) -> tuple[LabeledImages, LabeledImages]:
+    """(train, test) of experiment ``name`` with the preset's loader arguments (``preset.data``).
+
+    trifeature: ``n_train``/``n_test`` renders per combination at ``size`` px; cifar_mnist: ``n_train``/
+    ``n_test`` images (None: the whole split) in ``composition``; celeba: faces at ``size`` px, optionally
+    the first ``n_train``/``n_test``; cifar10: optionally ``n_train``/``n_test`` images drawn by ``seed``.
+    """
+    args = dict(preset.data)
+    if name == "trifeature":
+        return _trifeature(preset, seed)
+    if name == "cifar_mnist":
+        from mcl.data.cifar_mnist import load_cifar_mnist
+
+        return tuple(  # type: ignore[return-value]
+            load_cifar_mnist(
+                split,
+                composition=args["composition"],
+                n=args[f"n_{split}"],
+                digits_per_class=args.get("digits_per_class"),
+                seed=seed,
+            )
+            for split in ("train", "test")
+        )
+    if name == "celeba":
+        from mcl.data.celeba import load_celeba
+
+        train, test = (load_celeba(split, size=args["size"], seed=seed) for split in ("train", "test"))
+        return _first(train, args.get("n_train")), _first(test, args.get("n_test"))
+    if name == "cifar10":
+        from mcl.data.cifar import load_cifar10
+
+        train, test = load_cifar10("train"), load_cifar10("test")
+        return _random_subset(train, args.get("n_train"), seed), _random_subset(
+            test, args.get("n_test"), seed
+        )
+    raise ValueError(f"unknown experiment {name!r}; choose one of {EXPERIMENTS}")
+
+
+def _trifeature(preset: Preset, seed: int, **options: Any) -> tuple[LabeledImages, LabeledImages]:
+    from mcl.data.trifeature import load_trifeature
+
+    args = preset.data
+    return tuple(  # type: ignore[return-value]
+        load_trifeature(split, n_per_combination=args[f"n_{split}"], size=args["size"], seed=seed, **options)
+        for split in ("train", "test")
+    )
+
+
+def with_data(setup: Preset, **data_overrides: Any) -> Preset:
+    """A copy of ``setup`` whose loader arguments have the non-None ``data_overrides`` applied."""
+    unknown = set(data_overrides) - set(setup.data)
+    if unknown:
+        raise ValueError(f"unknown data arguments {sorted(unknown)}; this preset takes {sorted(setup.data)}")
+    return replace(setup, data={**setup.data, **{k: v for k, v in data_overrides.items() if v is not None}})
+
+
+def _first(data: LabeledImages, n: int | None) -> LabeledImages:
+    return data if n is None or n >= len(data) else data.subset(slice(0, n))
+
+
+def _random_subset(data: LabeledImages, n: int | None, seed: int) -> LabeledImages:
+    if n is None or n >= len(data):
+        return data
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    return data.subset(index.sort().values)
+
+
+def without_digit(data: LabeledImages) -> LabeledImages:
+    """CIFAR-MNIST with the digit removed (the CIFAR-only control): the digit half of a side-by-side image
+    is set to black, MNIST's background, so input size and architecture stay the same. Only the
+    side-by-side composition has a digit-free counterpart this simple; overlay raises."""
+    if data.images.shape[-1] != 2 * data.images.shape[-2]:
+        raise ValueError("without_digit needs the side-by-side composition (images [N, 3, 32, 64])")
+    images = data.images.clone()
+    images[..., images.shape[-2] :] = 0
+    return LabeledImages(images, {"cifar": data.labels["cifar"]}, {"cifar": data.label_names["cifar"]})
+
+
+def load_cifar_only(preset: Preset, *, seed: int = 0) -> tuple[LabeledImages, LabeledImages]:
+    """(train, test) of the CIFAR-only control of a cifar_mnist preset: the same photos and CIFAR labels
+    as :func:`load_data`, without the digit. Side-by-side: :func:`without_digit` (``[N, 3, 32, 64]``, the
+    digit half black); overlay: the photos alone (``[N, 3, 32, 32]``, the overlay's own size)."""
+    composition = preset.data["composition"]
+    side = with_data(preset, composition="side")
+    pairs = load_data("cifar_mnist", side, seed=seed)
+    if composition == "side":
+        return tuple(without_digit(d) for d in pairs)  # type: ignore[return-value]
+    if composition == "overlay":
+        return tuple(  # type: ignore[return-value]
+            LabeledImages(
+                d.images[..., : d.images.shape[-2]].contiguous(),
+                {"cifar": d.labels["cifar"]},
+                {"cifar": d.label_names["cifar"]},
+            )
+            for d in pairs
+        )
+    raise ValueError(f"composition={composition!r} has no CIFAR-only control; use 'side' or 'overlay'")
+
+
+def load_one_color(
+    preset: Preset, color: str = "cyan", *, seed: int = 0
+) -> tuple[LabeledImages, LabeledImages]:
+    """(train, test) of the one-colour control of a trifeature preset: the renders of :func:`load_data`
+    (same shapes, textures, rotations and positions) all drawn in ``color``, labels shape and texture."""
+    return _trifeature(preset, seed, one_color=color)
+
+
+# ------------------------------------------------------------------------------------------ cached runs
+def runs_dir(scale: str) -> Path:
+    """Where trained runs are kept: ``runs/`` beside the results folder (``_build/<scale>/runs``)."""
+    return results_dir(scale).parent / "runs"
+
+
+# The library modules a unimodal run's training and data come from; run keys hash these and every module they
+# import (mclbook.runcache.module_closure).
+TRAINING_MODULES = ("mcl.simclr", "mcl.moco", "mcl.schedules", "mcl.viewmaker")
+LOADERS = {
+    "trifeature": "mcl.data.trifeature",
+    "cifar_mnist": "mcl.data.cifar_mnist",
+    "celeba": "mcl.data.celeba",
+    "cifar10": "mcl.data.cifar",
+}
+
+
+def run_key(name: str, **inputs: Any) -> str:
+    """The cache key of a run on experiment ``name`` with JSON-able ``inputs`` (:func:`runcache.run_key`)."""
+    loader = (LOADERS[name],) if name in LOADERS else ()
+    return runcache.run_key(code=(*TRAINING_MODULES, *loader), **inputs)
+
+
+def _data_inputs(name: str, preset: Preset, data_seed: int) -> dict[str, Any]:
+    return {"experiment": name, "data": preset.data, "data_seed": data_seed}
+
+
+def simclr(
+    name: str,
+    preset: Preset,
+    train: LabeledImages,
+    *,
+    scale: str,
+    seed: int = 0,
+    device: str = "auto",
+    variant: str = "simclr",
+    data_seed: int = 0,
+    progress: bool = True,
+    **train_kwargs: Any,
+) -> torch.nn.Module:
+    """A SimCLR model of ``preset.recipe`` trained on ``train`` with ``seed``, loaded from the run cache when
+    it was trained before. ``variant`` names runs on other data of the same experiment (e.g. the
+    CIFAR-only control); ``train_kwargs`` go to :func:`mcl.simclr.train_simclr` and must then be part
+    of the variant name."""
+    key = run_key(
+        name,
+        **_data_inputs(name, preset, data_seed),
+        recipe=asdict(preset.recipe),
+        seed=seed,
+        variant=variant,
+    )
+    with exclusive(runs_dir(scale) / key):
+        model, _ = train_recipe(
+            train,
+            preset.recipe,
+            seed=seed,
+            device=device,
+            progress=progress,
+            checkpoint_dir=runs_dir(scale) / key,
+            **train_kwargs,
+        )
+    return model
+
+
+def multistage(
+    name: str,
+    preset: Preset,
+    train: LabeledImages,
+    *,
+    scale: str,
+    seed: int = 0,
+    device: str = "auto",
+    data_seed: int = 0,
+    progress: bool = True,
+) -> MultistageResult:
+    """MCL with SimCLR (``preset.recipe.n_stages`` stages), each stage cached; stage 0 is the SimCLR run
+    of :func:`simclr` with the same seed (same initialisation, same batches)."""
+    recipe = preset.recipe
+    data_inputs = _data_inputs(name, preset, data_seed)
+
+    def stage_dir(stage: int) -> Path:
+        if stage == 0:  # the plain SimCLR run
+            return runs_dir(scale) / run_key(
+                name, **data_inputs, recipe=asdict(recipe), seed=seed, variant="simclr"
+            )
+        return runs_dir(scale) / run_key(name, **data_inputs, recipe=asdict(recipe), seed=seed, stage=stage)
+
+    return mcl_simclr(
+        train,
+        recipe,
+        seed=seed,
+        device=device,
+        progress=progress,
+        checkpoint_dir=stage_dir,
+        stage_lock=lambda stage: exclusive(stage_dir(stage)),  # a finished stage 0 is free for simclr()
+    )
+
+
+BASELINES = ("ifm", "ts", "fd")
+BASELINE_DEFAULTS: dict[str, dict[str, float | None]] = {
+    "ifm": {"eps": 0.1, "alpha": 1.0},
+    "ts": {"tau_min": 0.1, "tau_max": 1.0, "period": None},  # None: the recipe's epochs
+    "fd": {"budget": 0.05, "width": 16},
+}
+
+
+def baseline_options(method: str, preset: Preset, **options: float | None) -> dict[str, float]:
+    """The baseline's settings: its defaults (:data:`BASELINE_DEFAULTS`) updated by the non-None
+    ``options``; TS's period defaults to the recipe's epochs (one cosine cycle per run: the paper's 400 epochs
+    would keep a short run near ``tau_max``). FD's viewmaker ``width`` 16 makes a step cost ~2.5 SimCLR
+    steps (~7 at width 32; see bench/bench_baselines.py)."""
+    if method not in BASELINES:
+        raise ValueError(f"method={method!r} is not a baseline; choose one of {BASELINES}")
+    unknown = set(options) - set(BASELINE_DEFAULTS[method])
+    if unknown:
+        raise ValueError(
+            f"unknown {method} options {sorted(unknown)}; valid: {sorted(BASELINE_DEFAULTS[method])}"
+        )
+    merged = {**BASELINE_DEFAULTS[method], **{k: v for k, v in options.items() if v is not None}}
+    if method == "ts" and merged["period"] is None:
+        merged["period"] = preset.recipe.epochs
+    return merged  # type: ignore[return-value]
+
+
+def baseline_kwargs(method: str, preset: Preset, in_channels: int, **options: float | None) -> dict[str, Any]:
+    """The :func:`mcl.simclr.train_simclr` keywords that turn SimCLR into baseline ``method``:
+    ifm: ``loss_fn = ifm_loss(eps, alpha)``; ts: ``temperature_schedule``, a cosine between ``tau_min`` and
+    ``tau_max`` with ``period`` epochs; fd: a fresh :class:`~mcl.viewmaker.Viewmaker` (L1 ``budget``,
+    ``width``) as ``view_transform``. Settings: :func:`baseline_options`."""
+    from mcl.losses import ifm_loss
+    from mcl.schedules import TemperatureSchedule
+    from mcl.viewmaker import Viewmaker
+
+    o = baseline_options(method, preset, **options)
+    if method == "ifm":
+        return {"loss_fn": ifm_loss(o["eps"], o["alpha"])}
+    if method == "ts":
+        return {
+            "temperature_schedule": TemperatureSchedule(
+                tau_min=o["tau_min"], tau_max=o["tau_max"], period=o["period"]
+            )
+        }
+    return {"view_transform": Viewmaker(in_channels, budget=o["budget"], width=int(o["width"]))}
+
+
+def baseline(
+    name: str,
+    preset: Preset,
+    train: LabeledImages,
+    method: str,
+    *,
+    scale: str,
+    seed: int = 0,
+    device: str = "auto",
+    data_seed: int = 0,
+    progress: bool = True,
+    **options: float,
+) -> torch.nn.Module:
+    """SimCLR trained as baseline ``method`` (ifm | ts | fd, see :func:`baseline_kwargs`), cached."""
+    kwargs = baseline_kwargs(method, preset, train.images.shape[1], **options)
+    variant = f"{method}:{json.dumps(baseline_options(method, preset, **options), sort_keys=True)}"
+    return simclr(
+        name,
+        preset,
+        train,
+        scale=scale,
+        seed=seed,
+        device=device,
+        variant=variant,
+        data_seed=data_seed,
+        progress=progress,
+        **kwargs,
+    )
+
+
+def moco(
+    name: str,
+    preset: Preset,
+    train: LabeledImages,
+    *,
+    scale: str,
+    seed: int = 0,
+    device: str = "auto",
+    queue_size: int = 4096,
+    momentum: float = 0.99,
+    temperature: float = 0.2,
+    bn_splits: int = 8,
+    data_seed: int = 0,
+    progress: bool = True,
+) -> MoCo:
+    """A MoCo-v2 model (:class:`mcl.moco.MoCo`) around the recipe's network, trained on ``train`` with
+    the recipe's epochs, batch size, learning rate and augmentations, cached like :func:`simclr`.
+
+    MoCo's own knobs keep MoCo-v2's CIFAR values (queue 4096, momentum 0.99, temperature 0.2, 8 BatchNorm
+    splits emulating shuffling BN); the recipe's temperature (SimCLR's) is not used. Probe it like any
+    model: ``features`` is the query network's backbone."""
+    knobs = {
+        "queue_size": queue_size,
+        "momentum": momentum,
+        "temperature": temperature,
+        "bn_splits": bn_splits,
+    }
+    key = run_key(
+        name,
+        **_data_inputs(name, preset, data_seed),
+        recipe=asdict(preset.recipe),
+        seed=seed,
+        variant="moco",
+        **knobs,
+    )
+    model = MoCo(build_model(preset.recipe, train.images.shape[1], seed), **knobs)
+    config = preset.recipe.config(
+        seed=seed, device=device, progress=progress, checkpoint_dir=str(runs_dir(scale) / key)
+    )
+    with exclusive(runs_dir(scale) / key):
+        train_moco(model, train.images, config, augment=preset.recipe.augment(tuple(train.images.shape[2:])))
+    return model.eval()
+
+
+def ensemble_seeds(seed: int, n_models: int) -> list[int]:
+    """Seeds of an equal-budget SimCLR ensemble: ``seed`` (shared with MCL's stage 0) and ``n_models - 1``
+    others far from every seed a chapter uses for its repeats."""
+    return [seed + 1000 * i for i in range(n_models)]
+
+
+def random_model(preset: Preset, train: LabeledImages, *, seed: int = 0) -> torch.nn.Module:
+    """The untrained network of the recipe (the random-initialisation control)."""
+    return build_model(preset.recipe, train.images.shape[1], seed).eval()

@@ -1,0 +1,126 @@
+"""Results files with provenance: how numbers move between chapters, the book and the tests.
+
+``results/<scale>/<name>.json`` holds ``{"metrics": ..., "provenance": ...}``; provenance
+records the git commit, versions, device, CPU threads, wall time, seed and parameters. The directory is
+``$MCL_RESULTS_DIR`` when set (the book build sets it to ``_build/<scale>/results``), else
+``_build/<scale>/results`` in the repository. Results recorded on a GPU are committed under
+``results/<scale>/`` so the book can show them beside a fresh CPU run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mcl
+from mcl.files import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED = REPO / "results"
+BOOK_DATA = REPO / "book" / "data"
+
+
+def results_dir(scale: str) -> Path:
+    env = os.environ.get("MCL_RESULTS_DIR")
+    return Path(env) if env else REPO / "_build" / scale / "results"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def provenance(
+    *, seed: int | None, parameters: dict[str, Any], device: torch.device | str, wall_time_s: float
+) -> dict[str, Any]:
+    return {
+        "git_commit": git_commit(),
+        "mcl": mcl.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device_name(device),
+        "cpu_threads": torch.get_num_threads(),
+        "wall_time_s": round(wall_time_s, 2),
+        "seed": seed,
+        "parameters": parameters,
+        "written": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def save_results(
+    name: str,
+    metrics: dict[str, Any],
+    *,
+    scale: str,
+    seed: int | None,
+    parameters: dict[str, Any],
+    device: torch.device | str,
+    wall_time_s: float,
+    directory: Path | None = None,
+) -> Path:
+    """Write ``<dir>/<name>.json`` atomically and return its path."""
+    folder = directory or results_dir(scale)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    payload = {
+        "name": name,
+        "scale": scale,
+        "metrics": metrics,
+        "provenance": provenance(seed=seed, parameters=parameters, device=device, wall_time_s=wall_time_s),
+    }
+    atomic_write_text(path, json.dumps(payload, indent=2, default=float))
+    return path
+
+
+def load_results(name: str, *, scale: str, directory: Path | None = None) -> dict[str, Any]:
+    """Read a results file; a missing one raises naming the chapter that writes it."""
+    path = (directory or results_dir(scale)) / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: run the chapter that writes {name!r} at "
+            f"scale={scale!r} first (make book SCALE={scale})"
+        )
+    return json.loads(path.read_text())
+
+
+def committed_results(name: str, scale: str = "paper") -> dict[str, Any] | None:
+    """A results file committed to the repository (e.g. a GPU run), or None."""
+    path = COMMITTED / scale / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def search_record(name: str) -> dict[str, Any]:
+    """A committed search record, ``book/data/<name>.json`` (found from this package, so a chapter works
+    from any working directory)."""
+    path = BOOK_DATA / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist; it is committed with the repository: git checkout it"
+        )
+    return json.loads(path.read_text())
