@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 # the offline data mirror, when this checkout has one beside it (CI sets it explicitly)
 export MCL_DATA_MIRROR ?= $(wildcard $(abspath ..)/shared/data)
 
-.PHONY: setup book test data bench lint clean
+.PHONY: setup book test data bench lint clean paper-check
 
 # The virtual environment with the pinned set (the library, its tests, the book's package); rebuilt when a
 # pyproject.toml changes.
@@ -32,6 +32,9 @@ data: setup  ## prepare the data sets into data/
 
 bench: setup  ## benchmarks: print ratios against peers measured in the same run
 	$(PY) bench/run_all.py
+
+paper-check: setup  ## on a GPU: the CUDA tests and a shortened paper-scale run of chapters 2 and 5 (results/paper/)
+	bash bench/paper_check.sh
 
 lint: setup
 	$(PY) -m ruff check .

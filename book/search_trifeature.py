@@ -40,8 +40,8 @@ MARGIN = 0.05
 ATTRIBUTES = ("shape", "texture", "color")
 
 # Every candidate overrides this base: the trifeature book preset with the authors' sampler (one pseudo-label
-# group per batch) and fresh stages, the preset the search started from (data: 10 renders per combination,
-# 32 px). The book preset now is the row "4 groups per batch, previous stage".
+# group per batch) and freshly initialised stages, the preset the search started from (data: 10 renders per
+# combination, 32 px). The book preset is the row "4 groups per batch, previous stage".
 BASE: dict[str, Any] = {"groups_per_batch": 1, "stage_init": "fresh"}
 CANDIDATES: dict[str, dict[str, Any]] = {
     "one group per batch": {},
@@ -63,6 +63,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "2 groups per batch, previous stage": {"groups_per_batch": 2, "stage_init": "previous"},
     # every stage >= 1 starts from stage 0's weights: stages 1 and 2 differ from each other, not only from 0
     "4 groups per batch, stages from stage 0": {"groups_per_batch": 4, "stage_init": "first"},
+    # the authors' procedure as far as their code shows it: one group per batch, the loss unchanged, every
+    # stage restarting from stage 0's weights
+    "one group per batch, stages from stage 0": {"stage_init": "first"},
     "4 groups per batch, previous stage, combine latest": {
         "groups_per_batch": 4,
         "stage_init": "previous",

@@ -315,6 +315,14 @@ class CropFlip(SimCLRAugment):
         super().__init__(size, scale=scale, ratio=ratio, flip_p=flip_p, jitter_p=0.0, gray_p=0.0)
 
 
+class NoAugment(torch.nn.Module):
+    """No augmentation: ``forward(x, generator) -> x`` as float in [0, 1]. For methods whose views come from
+    elsewhere, e.g. FD's original composition, where a viewmaker network alone makes both views."""
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return to_float_image(x)
+
+
 class AugmentColumns(torch.nn.Module):
     """Augment only the first ``width`` columns of each image; pass the rest through (optionally shifted).
 

@@ -226,12 +226,14 @@ def train_recipe(
     batch_sampler: object | None = None,
     progress: bool = True,
     checkpoint_dir: str | Path | None = None,
+    augment: nn.Module | None = None,
     **train_kwargs,
 ) -> tuple[ContrastiveNet, TrainHistory]:
     """Train the recipe's SimCLR model on ``data.images`` (extra keywords go to :func:`train_simclr`).
 
-    Returns ``(model, history)``. With ``checkpoint_dir``, every epoch is checkpointed there and a finished
-    run is loaded, not retrained.
+    ``augment`` replaces the recipe's augmentation (:meth:`SimCLRRecipe.augment`) when given. Returns
+    ``(model, history)``. With ``checkpoint_dir``, every epoch is checkpointed there and a finished run is
+    loaded, not retrained.
     """
     model = model if model is not None else build_model(recipe, data.images.shape[1], seed)
     config = recipe.config(
@@ -244,7 +246,7 @@ def train_recipe(
         model,
         data.images,
         config,
-        augment=recipe.augment(tuple(data.images.shape[2:])),
+        augment=augment if augment is not None else recipe.augment(tuple(data.images.shape[2:])),
         batch_sampler=batch_sampler,
         **train_kwargs,
     )

@@ -45,7 +45,7 @@ def test_presets_apply_non_none_overrides_and_reject_unknown_ones():
     assert book.arch == "mcl-tiny-vit" and book.pretrained is None and book.mmvp == "synthetic"
     paper = ce.clip_preset("paper")
     assert (paper.arch, paper.pretrained, paper.k, paper.epochs, paper.mmvp) == (
-        "ViT-B-32",
+        "ViT-L-14",
         "openai",
         10,
         20,

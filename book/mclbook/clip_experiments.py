@@ -13,13 +13,16 @@ Three scales (:data:`CLIP_PRESETS`):
   MMVP-layout benchmark (:func:`mcl.data.mmvp.write_synthetic_mmvp`, 9 patterns x 30 pairs) and on
   retrieval of held-out scenes and of the COCO images of the offline mirror. No pretrained CLIP
   weights, MMVP images, CC12M or Flickr30k exist offline, so this is the closest faithful setting.
-* ``paper`` (a GPU): the authors' recipe. Stage 0 is OpenAI's pretrained CLIP (``ViT-B-32``; pass
-  ``arch="RN50"`` for the ResNet rows), used as it is; every MCL stage fine-tunes from it on
-  image-caption pairs in img2dataset's "files" layout (CC12M in the paper; the folder is
-  ``$MCL_CLIP_TRAIN_ROOT``, else ``<data root>/cc12m``) for 20 epochs, text tower locked, the last
-  image groups unlocked, K = 10, stages 0..3. MMVP-VLM is read from ``$MCL_MMVP_ROOT`` (else
-  ``<data root>/MMVP_VLM``), COCO val2017 and Flickr30k test through :mod:`mcl.data.captions`.
-  It needs the internet once (open_clip downloads the weights) and a GPU; it is not run here.
+* ``paper`` (GPUs): the authors' recipe, as their command line gives it. Stage 0 is OpenAI's pretrained
+  ``ViT-L-14`` (QuickGELU), used as it is (pass ``arch="RN50"`` for the paper's ResNet rows; which
+  ResNet the paper used is not stated); every MCL stage fine-tunes from it on image-caption pairs in
+  img2dataset's "files" layout (CC12M in the paper; the folder is ``$MCL_CLIP_TRAIN_ROOT``, else
+  ``<data root>/cc12m``) for 20 epochs at 1000 pairs per GPU (the authors ran 8 GPUs with torchrun: a
+  global batch of 8000), learning rate 5e-4 constant after 600 warm-up steps, text tower locked, the last
+  6 image groups unlocked (on ViT-L-14: the projection and the last 5 of 24 blocks), K = 10, stages
+  0..3. MMVP-VLM is read from ``$MCL_MMVP_ROOT`` (else ``<data root>/MMVP_VLM``), COCO val2017 and
+  Flickr30k test through :mod:`mcl.data.captions`. It needs the internet once (open_clip downloads the
+  weights) and GPUs.
 
 Everything a chapter computes that is worth keeping (generated data, trained stages) lives in a cache
 folder (:func:`clip_cache_dir`: ``_build/<scale>/cache/clip`` beside the results folder), keyed
@@ -183,13 +186,13 @@ CLIP_PRESETS: dict[str, ClipPreset] = {
     "book": _BOOK,
     "paper": ClipPreset(
         scale="paper",
-        arch="ViT-B-32",
+        arch="ViT-L-14",
         pretrained="openai",
         train_data="folder",
         n_train=None,
         stage0_epochs=0,
         epochs=20,
-        batch_size=256,
+        batch_size=1000,  # per GPU; the authors' global batch is 8 x 1000
         lr=5e-4,
         warmup_steps=600,
         n_stages=4,
@@ -201,7 +204,7 @@ CLIP_PRESETS: dict[str, ClipPreset] = {
         mmvp_pairs_per_pattern=15,
         retrieval=("coco", "flickr30k"),
         cpu_threads=None,
-        notes="the authors' recipe: OpenAI CLIP, CC12M, 20 epochs per stage, K = 10; needs a GPU",
+        notes="the authors' recipe: OpenAI ViT-L-14, CC12M, 20 epochs per stage, K = 10; 8 GPUs in the paper",
     ),
 }
 

@@ -238,11 +238,14 @@ def multistage(
 
 
 BASELINES = ("ifm", "ts", "fd")
-BASELINE_DEFAULTS: dict[str, dict[str, float | None]] = {
+BASELINE_DEFAULTS: dict[str, dict[str, float | str | None]] = {
     "ifm": {"eps": 0.1, "alpha": 1.0},
     "ts": {"tau_min": 0.1, "tau_max": 1.0, "period": None},  # None: the recipe's epochs
-    "fd": {"budget": 0.05, "width": 16},
+    # FD: Tamkin et al.'s composition makes both views with the viewmaker alone, at temperature 0.07;
+    # views="simclr+viewmaker" applies it after SimCLR's crop and jitter, at the recipe's temperature
+    "fd": {"budget": 0.05, "width": 16, "views": "viewmaker", "temperature": 0.07},
 }
+FD_VIEWS = ("viewmaker", "simclr+viewmaker")
 
 
 def baseline_options(method: str, preset: Preset, **options: float | None) -> dict[str, float]:
@@ -260,6 +263,8 @@ def baseline_options(method: str, preset: Preset, **options: float | None) -> di
     merged = {**BASELINE_DEFAULTS[method], **{k: v for k, v in options.items() if v is not None}}
     if method == "ts" and merged["period"] is None:
         merged["period"] = preset.recipe.epochs
+    if method == "fd" and merged["views"] not in FD_VIEWS:
+        raise ValueError(f"views={merged['views']!r}; FD's views are one of {FD_VIEWS}")
     return merged  # type: ignore[return-value]
 
 
@@ -267,7 +272,10 @@ def baseline_kwargs(method: str, preset: Preset, in_channels: int, **options: fl
     """The :func:`mcl.simclr.train_simclr` keywords that turn SimCLR into baseline ``method``:
     ifm: ``loss_fn = ifm_loss(eps, alpha)``; ts: ``temperature_schedule``, a cosine between ``tau_min`` and
     ``tau_max`` with ``period`` epochs; fd: a fresh :class:`~mcl.viewmaker.Viewmaker` (L1 ``budget``,
-    ``width``) as ``view_transform``. Settings: :func:`baseline_options`."""
+    ``width``) as ``view_transform``, and with ``views="viewmaker"`` no other augmentation
+    (:class:`~mcl.augment.NoAugment`) and ``temperature`` as a constant schedule. Settings:
+    :func:`baseline_options`."""
+    from mcl.augment import NoAugment
     from mcl.losses import ifm_loss
     from mcl.schedules import TemperatureSchedule
     from mcl.viewmaker import Viewmaker
@@ -281,7 +289,14 @@ def baseline_kwargs(method: str, preset: Preset, in_channels: int, **options: fl
                 tau_min=o["tau_min"], tau_max=o["tau_max"], period=o["period"]
             )
         }
-    return {"view_transform": Viewmaker(in_channels, budget=o["budget"], width=int(o["width"]))}
+    fd = {"view_transform": Viewmaker(in_channels, budget=o["budget"], width=int(o["width"]))}
+    if o["views"] == "simclr+viewmaker":
+        return fd
+    tau = float(o["temperature"])
+    return fd | {
+        "augment": NoAugment(),
+        "temperature_schedule": TemperatureSchedule(tau_min=tau, tau_max=tau, period=1),
+    }
 
 
 def baseline(
