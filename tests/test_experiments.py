@@ -6,6 +6,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from mcl.augment import NoAugment
 from mcl.data.base import LabeledImages
 from mcl.losses import IFMLoss, grouped_loss, nt_xent
 from mcl.schedules import TemperatureSchedule
@@ -173,7 +174,13 @@ def test_baseline_keywords_and_errors():
     schedule = experiments.baseline_kwargs("ts", TINY, 3)["temperature_schedule"]
     assert isinstance(schedule, TemperatureSchedule)
     assert schedule(0) == pytest.approx(1.0)
-    assert isinstance(experiments.baseline_kwargs("fd", TINY, 3)["view_transform"], Viewmaker)
+    fd = experiments.baseline_kwargs("fd", TINY, 3)  # Tamkin et al.: the viewmaker alone, temperature 0.07
+    assert isinstance(fd["view_transform"], Viewmaker) and isinstance(fd["augment"], NoAugment)
+    assert [fd["temperature_schedule"](e) for e in range(3)] == [0.07] * 3
+    after_simclr = experiments.baseline_kwargs("fd", TINY, 3, views="simclr+viewmaker")
+    assert set(after_simclr) == {"view_transform"}  # the recipe's augmentation and temperature
+    with pytest.raises(ValueError, match="views='both'"):
+        experiments.baseline_kwargs("fd", TINY, 3, views="both")
     with pytest.raises(ValueError, match="not a baseline"):
         experiments.baseline_kwargs("mixup", TINY, 3)
     with pytest.raises(ValueError, match="unknown data arguments"):
