@@ -268,6 +268,11 @@ def fit(
     settings = dict(config.settings() if settings is None else settings)
     seed_everything(config.seed)
     checkpoint = Path(config.checkpoint_dir) / "last.pt" if config.checkpoint_dir else None
+    if checkpoint is not None and checkpoint.parent.exists() and not checkpoint.parent.is_dir():
+        raise CheckpointError(
+            f"checkpoint_dir={str(checkpoint.parent)!r} is a file, not a folder; pass a folder (created if "
+            "missing) or None for no checkpoints"
+        )
     start, history = 0, TrainHistory()
     if checkpoint is not None and checkpoint.exists():
         start, history = load_checkpoint(checkpoint, modules, optimizer, device, settings, config.epochs)

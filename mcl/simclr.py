@@ -243,6 +243,17 @@ def build_model(recipe: SimCLRRecipe, in_channels: int, seed: int) -> Contrastiv
     return ContrastiveNet(build_encoder(recipe.encoder, in_channels, **kwargs), proj_dim=recipe.proj_dim)
 
 
+def _check_data(data: object, recipe: SimCLRRecipe) -> None:
+    """``data`` a :class:`~mcl.data.base.LabeledImages` and ``recipe`` a :class:`SimCLRRecipe`."""
+    if not isinstance(data, LabeledImages):
+        raise ValueError(
+            f"data must be a mcl.data.base.LabeledImages, got {type(data).__name__}; wrap uint8 images "
+            "[N, C, H, W] as LabeledImages(images, {})"
+        )
+    if not isinstance(recipe, SimCLRRecipe):
+        raise ValueError(f"recipe must be a SimCLRRecipe, got {type(recipe).__name__}")
+
+
 def train_recipe(
     data: LabeledImages,
     recipe: SimCLRRecipe,
@@ -260,6 +271,7 @@ def train_recipe(
     Returns ``(model, history)``. With ``checkpoint_dir``, every epoch is checkpointed there and a finished
     run is loaded, not retrained.
     """
+    _check_data(data, recipe)
     model = model if model is not None else build_model(recipe, data.images.shape[1], seed)
     config = recipe.config(
         seed=seed,
@@ -306,6 +318,11 @@ def mcl_simclr(
     Returns:
         The :class:`~mcl.stages.MultistageResult` (models, cluster ids, pseudo-labels, samplers).
     """
+    _check_data(data, recipe)
+    if recipe.k > len(data):
+        raise ValueError(
+            f"k={recipe.k} clusters for {len(data)} training images; k-means needs k <= N: lower k"
+        )
     in_channels = data.images.shape[1]
     loss_fn = train_kwargs.pop("loss_fn", nt_xent)
 

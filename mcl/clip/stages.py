@@ -55,6 +55,8 @@ def mcl_clip(
         raise ValueError(
             f"init={init!r}; use 'stage0' (every stage starts from stage 0's weights) or 'previous'"
         )
+    if not isinstance(k, bool) and isinstance(k, int) and k > len(images):
+        raise ValueError(f"k={k} clusters for {len(images)} training images; k-means needs k <= N: lower k")
     tokenizer = tokenizer or tokenizer_for(base)
     models: list[nn.Module] = []
 

@@ -7,10 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-# The smallest temperature a loss accepts. Cosines lie in [-1, 1], so logits lie in [-1/t, 1/t]. Below 1e-4
-# they pass 1e4, where float16 (largest value 65504) is a factor of 6 from overflowing and a float32 loss keeps
-# only its first few digits; at 1e-30 the loss is 0.0 or 1e30, either way meaningless. The smallest
-# temperature in common use is CLIP's 0.01 (open_clip clamps its logit scale at 100).
+# The smallest temperature a loss accepts. Cosines lie in [-1, 1], so logits lie in [-1/t, 1/t]. Below
+# 1e-4 they pass 1e4, where float16 (largest value 65504) is a factor of 6 from overflowing and a float32
+# loss keeps only its first few digits; at 1e-30 the loss is 0.0 or 1e30, either way meaningless. The
+# smallest temperature in common use is CLIP's 0.01 (open_clip clamps its logit scale at 100).
 MIN_TEMPERATURE = 1e-4
 
 
