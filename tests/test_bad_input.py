@@ -8,6 +8,7 @@ own (no mirror, no download), and check that nothing was written or run that sho
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
@@ -62,6 +63,37 @@ RECIPE = SimCLRRecipe(width=4, proj_dim=8, epochs=1, batch_size=8, n_stages=2, k
 
 def _never(*_args, **_kwargs):
     raise AssertionError("called: the bad argument was not caught before the work started")
+
+
+@functools.cache
+def _tiny_clip():
+    from mcl.clip import create_clip
+
+    return create_clip("mcl-tiny-vit", image_size=32, seed=0)
+
+
+CLIP_IMAGES = torch.zeros(8, 3, 32, 32, dtype=torch.uint8)
+CAPTIONS = ["a red circle"] * 8
+
+
+def _mcl_clip(**overrides):
+    from mcl.clip import ClipTrainConfig, mcl_clip
+
+    config = ClipTrainConfig(epochs=1, batch_size=4, device="cpu", progress=False)
+    return mcl_clip(_tiny_clip(), CLIP_IMAGES, CAPTIONS, config, **({"k": 2, "progress": False} | overrides))
+
+
+def _clip_config(**fields):
+    from mcl.clip import ClipTrainConfig
+
+    return ClipTrainConfig(**fields)
+
+
+def _train_clip_captions():
+    from mcl.clip import ClipTrainConfig, train_clip
+
+    config = ClipTrainConfig(epochs=1, batch_size=4, device="cpu", progress=False)
+    return train_clip(_tiny_clip(), CLIP_IMAGES, CAPTIONS[:5], config)
 
 
 def _multistage(**overrides):
@@ -255,6 +287,31 @@ CASES = [
     Case("TrainConfig epochs abc", lambda: TrainConfig(epochs="abc"), ValueError, ("epochs='abc'",)),
     Case("TrainConfig lr nan", lambda: TrainConfig(lr=float("nan")), ValueError, ("lr=nan",)),
     Case("TrainConfig batch 1", lambda: TrainConfig(batch_size=1), ValueError, ("batch_size=1",)),
+    # --- CLIP: checked before stage 0 is embedded or trained
+    Case("mcl_clip combine", lambda: _mcl_clip(combine="prod"), ValueError, ("combine='prod'",)),
+    Case(
+        "mcl_clip small_groups", lambda: _mcl_clip(small_groups="keep"), ValueError, ("small_groups='keep'",)
+    ),
+    Case("mcl_clip k > N", lambda: _mcl_clip(k=9), ValueError, ("k=9",)),
+    Case("mcl_clip n_stages 0", lambda: _mcl_clip(n_stages=0), ValueError, ("n_stages=0",)),
+    Case(
+        "mcl_clip unlocked_groups", lambda: _mcl_clip(unlocked_groups=99), ValueError, ("unlocked_groups=99",)
+    ),
+    Case("mcl_clip init", lambda: _mcl_clip(init="last"), ValueError, ("init='last'",)),
+    Case("train_clip captions", _train_clip_captions, ValueError, ("captions", "8 images")),
+    Case("ClipTrainConfig epochs '2'", lambda: _clip_config(epochs="2"), ValueError, ("epochs='2'",)),
+    Case(
+        "ClipTrainConfig max_logit_scale",
+        lambda: _clip_config(max_logit_scale=1e6),
+        ValueError,
+        ("max_logit_scale",),
+    ),
+    Case(
+        "ClipTrainConfig schedule",
+        lambda: _clip_config(schedule="linear"),
+        ValueError,
+        ("schedule='linear'",),
+    ),
     # --- the book's presets and a chapter's parameters (what papermill's -p injects)
     Case(
         "preset epochs abc",
