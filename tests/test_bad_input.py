@@ -65,6 +65,12 @@ def _never(*_args, **_kwargs):
     raise AssertionError("called: the bad argument was not caught before the work started")
 
 
+def _trifeature(split="train", **options):
+    from mcl.data.trifeature import load_trifeature
+
+    return load_trifeature(split, **({"n_per_combination": 1} | options))
+
+
 @functools.cache
 def _tiny_clip():
     from mcl.clip import create_clip
@@ -287,6 +293,11 @@ CASES = [
     Case("TrainConfig epochs abc", lambda: TrainConfig(epochs="abc"), ValueError, ("epochs='abc'",)),
     Case("TrainConfig lr nan", lambda: TrainConfig(lr=float("nan")), ValueError, ("lr=nan",)),
     Case("TrainConfig batch 1", lambda: TrainConfig(batch_size=1), ValueError, ("batch_size=1",)),
+    # --- generated data
+    Case("trifeature size str", lambda: _trifeature(size="32"), ValueError, ("size='32'",)),
+    Case("trifeature size 4", lambda: _trifeature(size=4), ValueError, ("size=4",)),
+    Case("trifeature split", lambda: _trifeature(split="val"), ValueError, ("split='val'",)),
+    Case("trifeature n", lambda: _trifeature(n_per_combination=0), ValueError, ("n_per_combination=0",)),
     # --- CLIP: checked before stage 0 is embedded or trained
     Case("mcl_clip combine", lambda: _mcl_clip(combine="prod"), ValueError, ("combine='prod'",)),
     Case(
