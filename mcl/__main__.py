@@ -82,44 +82,66 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def _prepare_one(name: str, part: str, load: Callable[[], Any]) -> tuple[list[str], bool]:
-    """Run one load; return its table row and whether it failed with an unexpected error."""
+def _prepare_one(name: str, part: str, load: Callable[[], Any]) -> tuple[list[str], str]:
+    """Run one load; return its table row and its outcome: "ok", "not found" or "error" (unexpected)."""
     start = time.perf_counter()
     before = len(sources.history())
     try:
         result = load()
     except sources.DataNotFoundError as err:
         print(f"\n{err}\n", file=sys.stderr)
-        return [name, part, "not found", "-", "-", "-", "-", f"{time.perf_counter() - start:.1f}"], False
+        row = [name, part, "not found", "-", "-", "-", "-", f"{time.perf_counter() - start:.1f}"]
+        return row, "not found"
     except Exception as err:  # noqa: BLE001 - one failing data set must not stop the others
         print(f"\n{name} ({part}): {type(err).__name__}: {err}\n", file=sys.stderr)
         row = [name, part, f"error: {type(err).__name__}", "-", "-", "-", "-"]
-        return [*row, f"{time.perf_counter() - start:.1f}"], True
+        return [*row, f"{time.perf_counter() - start:.1f}"], "error"
     seconds = time.perf_counter() - start
     records = sources.history()[before:]
     where = ", ".join(dict.fromkeys(r.source for r in records)) or "generated"
     origin = ", ".join(dict.fromkeys(_short(r.origin) for r in records)) or "-"
     items, shape, mb = _describe(result)
-    return [name, part, where, origin, items, shape, f"{mb:.0f}" if mb else "-", f"{seconds:.1f}"], False
+    return [name, part, where, origin, items, shape, f"{mb:.0f}" if mb else "-", f"{seconds:.1f}"], "ok"
+
+
+def _manual_only(name: str) -> bool:
+    """A data set this command can never fetch itself (no mirror copy, no download): its absence fails
+    ``prepare`` only when it was asked for by name."""
+    spec = sources.SPECS.get(name)
+    return spec is not None and not spec.mirror and spec.download is None
 
 
 def data_prepare(only: Sequence[str] | None = None) -> int:
-    """Prepare every data set (or those in ``only``); print what came from where. Returns an exit code."""
+    """Prepare every data set (or those in ``only``); print what came from where. Returns an exit code:
+    0 when every data set asked for was prepared (without ``only``: every one this command can fetch, i.e.
+    not Flickr30k and ImageNet, which are put in place by hand), 1 when one was not found or failed, 2 for
+    an unknown name."""
     preparers = {**_real_preparers(), **_generated_preparers()}
     unknown = sorted(set(only or ()) - set(preparers))
     if unknown:
         print(f"unknown data set(s) {unknown}; choose from {sorted(preparers)}", file=sys.stderr)
         return 2
     print(f"data root: {sources.data_root()}   mirror: {sources.mirror_dir() or '(MCL_DATA_MIRROR unset)'}")
-    rows, failed = [], False
+    rows, missing, failed = [], [], []
     for name, parts in preparers.items():
         if not only or name in only:
             for part, load in parts:
-                row, error = _prepare_one(name, part, load)
+                row, outcome = _prepare_one(name, part, load)
                 rows.append(row)
-                failed |= error
+                if outcome == "error":
+                    failed.append(f"{name} ({part})")
+                elif outcome == "not found" and (only or not _manual_only(name)):
+                    missing.append(f"{name} ({part})")
     print(_table(rows, ["data set", "part", "source", "first from", "items", "shape", "MB", "seconds"]))
-    return 1 if failed else 0
+    problems = [
+        f"{what}: {', '.join(names)}" for what, names in (("not found", missing), ("failed", failed)) if names
+    ]
+    if problems:
+        print(
+            f"\n{'; '.join(problems)} (what was tried, and how to fix it, is printed above)", file=sys.stderr
+        )
+        return 1
+    return 0
 
 
 def data_list() -> int:
@@ -169,7 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "root", None):
         os.environ[sources.ENV_ROOT] = args.root
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ValueError as err:  # a bad data root or setting: its message names it and the fix
+        print(f"python -m mcl: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

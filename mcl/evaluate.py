@@ -6,6 +6,7 @@ evaluations (MMVP, retrieval, soups) in :mod:`mcl.clip.eval`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -14,12 +15,70 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcl.data.base import LabeledImages
+from mcl.losses._checks import check_finite
 from mcl.models import embed
 from mcl.stages import concat_features
 
 
 def _tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     return x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+
+def _features_arg(x: object, name: str) -> torch.Tensor:
+    """``x`` as a tensor when it is non-empty real features ``[N, D]``, all finite; ValueError naming ``name``
+    otherwise (a NaN row would otherwise give a plausible-looking accuracy such as 0.5)."""
+    try:
+        t = _tensor(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(
+            f"{name} must be features [N, D] (a tensor or an array), got {type(x).__name__}"
+        ) from err
+    if t.dim() != 2:
+        raise ValueError(
+            f"{name} must be 2-D features [N, D], got shape {tuple(t.shape)}; flatten them first"
+        )
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows); pass at least one sample")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} has D=0 columns; pass features with at least one dimension")
+    if t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"{name} has dtype {t.dtype}; pass real-valued features ({name}.float())")
+    if t.is_floating_point():
+        check_finite(t, name)
+    return t
+
+
+def _same_width(train_x: torch.Tensor, test_x: torch.Tensor) -> None:
+    if train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(
+            f"train_x has D={train_x.shape[1]} columns but test_x has D={test_x.shape[1]}; pass features of "
+            "the same model (and the same stages) for both splits"
+        )
+
+
+def _labels_arg(y: object, name: str, n: int, rows: str) -> torch.Tensor:
+    """``y`` as a tensor when it is ``[n]`` integer class ids (integer-valued floats are accepted);
+    ValueError naming ``name`` otherwise."""
+    try:
+        t = _tensor(y)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be integer class ids [N], got {type(y).__name__}") from err
+    if t.dim() != 1 or len(t) != n:
+        raise ValueError(
+            f"{name} must hold one label per row of {rows}, shape ({n},), got shape {tuple(t.shape)}"
+        )
+    if t.is_complex() or (t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all())):
+        raise ValueError(f"{name} must hold integer class ids, got non-integer values of dtype {t.dtype}")
+    return t
+
+
+def _check_probe_options(C: float, max_iter: int, tol: float) -> None:
+    if isinstance(C, bool) or not isinstance(C, int | float) or not math.isfinite(C) or C <= 0:
+        raise ValueError(f"C={C!r} must be a finite number > 0 (the inverse L2 strength; scikit-learn's 1.0)")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer) or max_iter < 1:
+        raise ValueError(f"max_iter={max_iter!r} must be an int >= 1 (L-BFGS iterations; e.g. 1000)")
+    if isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol={tol!r} must be a finite number >= 0 (e.g. 1e-4)")
 
 
 def fit_logistic_regression(
@@ -81,18 +140,22 @@ def probe_attributes(
     ``LogisticRegression``, and faster: bench/RESULTS.md);
     it runs on the features' device.
     """
-    if not C > 0:
-        raise ValueError(f"C={C} must be > 0")
+    _check_probe_options(C, max_iter, tol)
     if set(train_labels) != set(test_labels):
         missing = sorted(set(train_labels) ^ set(test_labels))
         raise ValueError(f"train and test labels name different attributes: {missing}")
-    train_x, test_x = _tensor(train_x).double(), _tensor(test_x).double()
+    if not train_labels:
+        raise ValueError("train_labels is empty; pass at least one attribute -> labels")
+    train_x, test_x = _features_arg(train_x, "train_x"), _features_arg(test_x, "test_x")
+    _same_width(train_x, test_x)
+    train_x, test_x = train_x.double(), test_x.double()
     for split, x, labels in (("train", train_x, train_labels), ("test", test_x, test_labels)):
         for name, y in labels.items():
             if len(y) != len(x):
                 raise ValueError(
                     f"{split} features and labels of {name!r} differ in length: {len(x)} vs {len(y)}"
                 )
+            _labels_arg(y, f"{split}_labels[{name!r}]", len(x), f"{split}_x")
     mean, std = train_x.mean(0), train_x.std(0, unbiased=False)
     std[std == 0] = 1.0
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
@@ -122,21 +185,37 @@ def linear_probe(
 
 @torch.no_grad()
 def knn_accuracy(
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    test_x: torch.Tensor,
-    test_y: torch.Tensor,
+    train_x: torch.Tensor | np.ndarray,
+    train_y: torch.Tensor | np.ndarray,
+    test_x: torch.Tensor | np.ndarray,
+    test_y: torch.Tensor | np.ndarray,
     *,
     k: int = 20,
     chunk_size: int = 4096,
 ) -> float:
     """Accuracy of a k-nearest-neighbour majority vote under cosine similarity.
 
-    Ties between classes go to the class with the smallest id. Works in chunks of test rows,
-    on whatever device the features are on.
+    train_x ``[N, D]``, test_x ``[M, D]`` (finite; tensors or arrays), train_y / test_y class ids >= 0
+    ``[N]`` / ``[M]``. Ties between classes go to the class with the smallest id. Works in chunks of test
+    rows, on whatever device the features are on.
     """
-    if not 1 <= k <= len(train_x):
-        raise ValueError(f"k={k} must be between 1 and the number of training samples ({len(train_x)})")
+    train_x, test_x = _features_arg(train_x, "train_x"), _features_arg(test_x, "test_x")
+    _same_width(train_x, test_x)
+    train_y = _labels_arg(train_y, "train_y", len(train_x), "train_x")
+    test_y = _labels_arg(test_y, "test_y", len(test_x), "test_x")
+    for name, y in (("train_y", train_y), ("test_y", test_y)):
+        if bool((y < 0).any()):
+            raise ValueError(
+                f"{name} holds negative labels; kNN needs class ids >= 0 (map them with "
+                "torch.unique(y, return_inverse=True))"
+            )
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= len(train_x):
+        raise ValueError(
+            f"k={k!r} must be an int between 1 and the number of training samples ({len(train_x)})"
+        )
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size!r} must be an int >= 1 (test rows per chunk)")
+    k = int(k)
     train_x, test_x = F.normalize(train_x.float(), dim=1), F.normalize(test_x.float(), dim=1)
     train_y = torch.as_tensor(train_y, device=train_x.device).long()
     test_y = torch.as_tensor(test_y, device=train_x.device).long()
@@ -154,8 +233,9 @@ def knn_accuracy(
 def nearest_neighbours(features: torch.Tensor, anchors: torch.Tensor, k: int = 3) -> torch.Tensor:
     """Indices ``[A, k]`` of the ``k`` rows of ``features`` ``[N, D]`` most cosine-similar to each anchor
     row index in ``anchors`` ``[A]``, the anchor itself excluded, most similar first."""
-    if not 1 <= k < len(features):
-        raise ValueError(f"k={k} must be between 1 and N - 1 = {len(features) - 1}")
+    features = _features_arg(features, "features")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k < len(features):
+        raise ValueError(f"k={k!r} must be an int between 1 and N - 1 = {len(features) - 1}")
     x = F.normalize(features.float(), dim=1)
     anchors = torch.as_tensor(anchors, device=x.device).long()
     sims = x[anchors] @ x.T

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from mcl.device import seed_everything
 from mcl.files import atomic_write
+from mcl.losses import check_temperature
 
 
 def _check_int(name: str, value: object, low: int) -> int:
@@ -93,6 +94,7 @@ class TrainConfig(LoopConfig):
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay={self.weight_decay!r} must be a finite number >= 0")
         check_positive("temperature", self.temperature, "; e.g. 0.5 (SimCLR) or 0.2 (MoCo-v2)")
+        check_temperature(self.temperature)  # and not so small that the logits overflow
 
 
 @dataclass
@@ -266,6 +268,11 @@ def fit(
     settings = dict(config.settings() if settings is None else settings)
     seed_everything(config.seed)
     checkpoint = Path(config.checkpoint_dir) / "last.pt" if config.checkpoint_dir else None
+    if checkpoint is not None and checkpoint.parent.exists() and not checkpoint.parent.is_dir():
+        raise CheckpointError(
+            f"checkpoint_dir={str(checkpoint.parent)!r} is a file, not a folder; pass a folder (created if "
+            "missing) or None for no checkpoints"
+        )
     start, history = 0, TrainHistory()
     if checkpoint is not None and checkpoint.exists():
         start, history = load_checkpoint(checkpoint, modules, optimizer, device, settings, config.epochs)

@@ -166,10 +166,11 @@ class FeatureAwareBatchSampler(Sampler[list[int]]):
         self.global_batch_size = self.batch_size * self.world_size
         if (
             isinstance(groups_per_batch, bool)
-            or not isinstance(groups_per_batch, int)
+            or not isinstance(groups_per_batch, int | np.integer)
             or groups_per_batch < 1
         ):
             raise ValueError(f"groups_per_batch={groups_per_batch!r} must be an int >= 1")
+        groups_per_batch = int(groups_per_batch)
         if self.global_batch_size % groups_per_batch or self.global_batch_size // groups_per_batch < 2:
             raise ValueError(
                 f"groups_per_batch={groups_per_batch} must divide the global batch {self.global_batch_size} "

@@ -24,9 +24,10 @@ from mcl.augment import AugmentColumns, SimCLRAugment
 from mcl.data.base import LabeledImages
 from mcl.device import autocast, resolve_device
 from mcl.evaluate import features
-from mcl.fit import TrainConfig, TrainHistory, epoch_generator, fit
+from mcl.fit import TrainConfig, TrainHistory, check_positive, epoch_generator, fit
 from mcl.losses import check_temperature, grouped_loss, nt_xent
-from mcl.models import ContrastiveNet, build_encoder
+from mcl.losses._checks import is_number
+from mcl.models import ENCODERS, ContrastiveNet, build_encoder
 from mcl.stages import MultistageResult, run_multistage
 
 LossFn = Callable[[Tensor, Tensor, float], Tensor]
@@ -149,12 +150,40 @@ class SimCLRRecipe:
     rest_shift: int = 0  # with augment_width: each view shifts the other columns by up to this many pixels
 
     def __post_init__(self) -> None:
-        if self.stage_init not in ("fresh", "previous", "first"):
-            raise ValueError(f"stage_init={self.stage_init!r}; use 'fresh', 'previous' or 'first'")
+        # Every field is checked here, when the recipe is made: a bad value must not surface only after
+        # stage 0 has trained (combine, cluster_on, small_groups are first used at stage 1).
+        choices = {
+            "encoder": tuple(ENCODERS),
+            "stage_init": ("fresh", "previous", "first"),
+            "combine": ("product", "latest"),
+            "cluster_on": ("features", "projection"),
+            "small_groups": ("drop", "merge"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r}; use one of {', '.join(map(repr, allowed))}"
+                )
         for name in ("epochs", "batch_size", "n_stages", "k", "width", "proj_dim", "groups_per_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive int")
+        for name in ("augment_width", "rest_shift"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}={value!r} must be an int >= 0")
+        check_positive("lr", self.lr, "; e.g. 1e-3")
+        check_temperature(self.temperature)
+        if not is_number(self.crop_scale) or not 0 < self.crop_scale <= 1:
+            raise ValueError(f"crop_scale={self.crop_scale!r} must be in (0, 1]; SimCLR uses 0.08")
+        if not is_number(self.jitter_strength) or self.jitter_strength < 0:
+            raise ValueError(
+                f"jitter_strength={self.jitter_strength!r} must be a finite number >= 0; SimCLR's is 1.0"
+            )
+        if self.rest_shift and not self.augment_width:
+            raise ValueError(f"rest_shift={self.rest_shift} needs augment_width > 0 (the columns it shifts)")
+        if self.groups_per_batch > 1 and self.small_groups != "drop":
+            raise ValueError(f"small_groups={self.small_groups!r} needs groups_per_batch=1; use 'drop'")
         if self.n_stages < 2:
             raise ValueError(f"n_stages={self.n_stages} must be >= 2 for MCL (stage 0 and one MCL stage)")
         if self.k < 2:
@@ -189,8 +218,6 @@ class SimCLRRecipe:
             saturation=0.4 * s,
             hue=min(0.1 * s, 0.5),
         )
-        if self.rest_shift and not self.augment_width:
-            raise ValueError(f"rest_shift={self.rest_shift} needs augment_width > 0 (the columns it shifts)")
         return AugmentColumns(simclr, self.augment_width, self.rest_shift) if self.augment_width else simclr
 
     def config(
@@ -216,6 +243,17 @@ def build_model(recipe: SimCLRRecipe, in_channels: int, seed: int) -> Contrastiv
     return ContrastiveNet(build_encoder(recipe.encoder, in_channels, **kwargs), proj_dim=recipe.proj_dim)
 
 
+def _check_data(data: object, recipe: SimCLRRecipe) -> None:
+    """``data`` a :class:`~mcl.data.base.LabeledImages` and ``recipe`` a :class:`SimCLRRecipe`."""
+    if not isinstance(data, LabeledImages):
+        raise ValueError(
+            f"data must be a mcl.data.base.LabeledImages, got {type(data).__name__}; wrap uint8 images "
+            "[N, C, H, W] as LabeledImages(images, {})"
+        )
+    if not isinstance(recipe, SimCLRRecipe):
+        raise ValueError(f"recipe must be a SimCLRRecipe, got {type(recipe).__name__}")
+
+
 def train_recipe(
     data: LabeledImages,
     recipe: SimCLRRecipe,
@@ -235,6 +273,7 @@ def train_recipe(
     ``(model, history)``. With ``checkpoint_dir``, every epoch is checkpointed there and a finished run is
     loaded, not retrained.
     """
+    _check_data(data, recipe)
     model = model if model is not None else build_model(recipe, data.images.shape[1], seed)
     config = recipe.config(
         seed=seed,
@@ -281,6 +320,11 @@ def mcl_simclr(
     Returns:
         The :class:`~mcl.stages.MultistageResult` (models, cluster ids, pseudo-labels, samplers).
     """
+    _check_data(data, recipe)
+    if recipe.k > len(data):
+        raise ValueError(
+            f"k={recipe.k} clusters for {len(data)} training images; k-means needs k <= N: lower k"
+        )
     in_channels = data.images.shape[1]
     loss_fn = train_kwargs.pop("loss_fn", nt_xent)
 

@@ -18,9 +18,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mcl.cluster import kmeans
-from mcl.sampling import FeatureAwareBatchSampler, combine_labels
+from mcl.sampling import _MODES, _POLICIES, FeatureAwareBatchSampler, combine_labels
 
 M = TypeVar("M")
+
+
+def _check_int(name: str, value: object, low: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} must be an int >= {low} ({what})")
 
 
 @dataclass
@@ -68,10 +73,23 @@ def run_multistage(
     keep negatives within a block, see :func:`mcl.losses.grouped_loss`). embed(model) -> float ``[N, D]``
     embeddings of the training set, in dataset order, L2-normalised (what is clustered, with ``k`` clusters).
     """
-    if n_stages < 1:
-        raise ValueError(f"n_stages={n_stages} must be >= 1 (stage 0 is ordinary training)")
-    if k < 2:
-        raise ValueError(f"k={k} must be >= 2 clusters per stage")
+    # Every argument is checked here, before stage 0 trains: a bad one must not surface only at stage 1.
+    _check_int("n_stages", n_stages, 1, "stage 0 is ordinary training")
+    _check_int("k", k, 2, "clusters per stage")
+    _check_int("batch_size", batch_size, 2, "a contrastive batch needs negatives")
+    _check_int("groups_per_batch", groups_per_batch, 1, "one-group blocks per batch")
+    _check_int("seed", seed, 0, "use a non-negative seed")
+    if combine not in _MODES:
+        raise ValueError(f"combine={combine!r} is not one of {_MODES}; 'product' is the paper's pseudo-label")
+    if small_groups not in _POLICIES:
+        raise ValueError(f"small_groups={small_groups!r} is not one of {_POLICIES}")
+    if (batch_size * world_size) % groups_per_batch or batch_size * world_size // groups_per_batch < 2:
+        raise ValueError(
+            f"groups_per_batch={groups_per_batch} must divide the global batch {batch_size * world_size} "
+            "into blocks of at least 2 samples; choose a divisor of it"
+        )
+    if groups_per_batch > 1 and small_groups != "drop":
+        raise ValueError(f"small_groups={small_groups!r} needs groups_per_batch=1; use 'drop'")
     result: MultistageResult[M] = MultistageResult()
     for stage in tqdm(range(n_stages), desc="MCL stages", disable=not progress):
         sampler = None

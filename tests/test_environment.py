@@ -39,8 +39,8 @@ def test_environment_yml_pins_the_same_set():
 
 
 def imported_distributions(files: list[Path]) -> set[str]:
-    """The distributions (normalised names) whose top-level modules ``files`` import, standard library and
-    the project's own packages left out."""
+    """The distributions (normalised names) whose top-level modules ``files`` import, standard library,
+    the project's own packages and the modules among ``files`` left out."""
     names = set()
     for path in files:
         if path.suffix == ".md":
@@ -53,7 +53,8 @@ def imported_distributions(files: list[Path]) -> set[str]:
                     names |= {a.name.split(".")[0] for a in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                     names.add(node.module.split(".")[0])
-    names -= set(sys.stdlib_module_names) | {"mcl", "mclbook", "conftest", "__future__"}
+    local = {path.stem for path in files}  # e.g. one test module reusing another's naive references
+    names -= set(sys.stdlib_module_names) | {"mcl", "mclbook", "conftest", "__future__"} | local
     owners = importlib.metadata.packages_distributions()
     return {owners[name][0].lower().replace("_", "-") for name in names}
 

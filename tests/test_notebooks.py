@@ -40,3 +40,41 @@ def test_papermill_sees_every_parameter_with_its_type(source, tmp_path):
     assert set(seen) == set(assigned)
     for name, annotation in assigned.items():
         assert seen[name]["inferred_type_name"] == annotation, name
+
+
+@pytest.mark.parametrize("source", [c for c in CHAPTERS if c.stem[:2].isdigit()], ids=lambda p: p.stem)
+def test_each_chapter_checks_its_parameters_and_its_defaults_pass(source):
+    """The cell after the parameters checks every parameter against its declared type
+    (:func:`mclbook.parameters.check_parameters`), and the defaults themselves pass."""
+    from mclbook.parameters import check_parameters
+
+    cells = [c for c in chapter_notebook(source).cells if c.cell_type == "code"]
+    index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    assert "check_parameters(globals())" in cells[index + 1].source
+    namespace: dict = {}
+    exec(compile(parameters_cell(source), source.name, "exec"), namespace)
+    assert namespace["__annotations__"], "the parameters cell declares its types"
+    check_parameters(namespace)
+
+
+@pytest.mark.slow
+def test_a_chapter_run_with_a_bad_parameter_names_it(tmp_path):
+    """``papermill -p epochs abc`` stops in the chapter's second cell with one message naming the
+    parameter and its declared type, before any data is loaded or model trained."""
+    import nbformat
+
+    source = ROOT / "book" / "02_mcl_step_by_step.md"
+    notebook = tmp_path / "02.ipynb"
+    nbformat.write(chapter_notebook(source), notebook)
+    with pytest.raises(papermill.PapermillExecutionError) as caught:
+        papermill.execute_notebook(
+            str(notebook),
+            str(tmp_path / "out.ipynb"),
+            parameters={"epochs": "abc", "scale": "smoke", "device": "cpu"},
+            kernel_name="python3",
+            cwd=str(tmp_path),
+            progress_bar=False,
+        )
+    assert caught.value.ename == "ValueError"
+    assert "epochs='abc'" in caught.value.evalue and "epochs: int" in caught.value.evalue
+    assert "check_parameters(globals())" in caught.value.source  # the cell right after the parameters

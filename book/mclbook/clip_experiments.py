@@ -53,7 +53,7 @@ from mcl.cluster import ami
 from mcl.data.mmvp import PATTERN_ABBREVIATIONS, PATTERNS, MMVPPair, load_mmvp_vlm, write_synthetic_mmvp
 from mcl.data.scenes import PROPERTIES, SceneSpec, caption, make_captioned_scenes, sample_scene
 from mcl.files import atomic_write
-from mcl.fit import TrainHistory, load_file
+from mcl.fit import TrainHistory, check_positive, load_file
 from mcl.stages import MultistageResult
 from mclbook import runcache
 from mclbook.results import results_dir
@@ -138,10 +138,40 @@ class ClipPreset:
             raise ValueError(
                 f"retrieval={self.retrieval!r} names {sorted(unknown)}; use scenes, coco, flickr30k"
             )
-        if self.n_stages < 1:
-            raise ValueError(f"n_stages={self.n_stages} must be >= 1 (stage 0 counts)")
-        if self.k < 2:
-            raise ValueError(f"k={self.k} must be >= 2 clusters per stage")
+        # types and ranges first, so a chapter parameter such as epochs="abc" or 1.5 is named here, before
+        # anything trains (ClipTrainConfig would refuse it only when the MCL stages start)
+        ints = {
+            "scene_size": 8,
+            "stage0_epochs": 0,
+            "epochs": 1,
+            "batch_size": 2,
+            "warmup_steps": 0,
+            "n_stages": 2,
+            "k": 2,
+            "mmvp_pairs_per_pattern": 1,
+            "n_retrieval": 1,
+            "data_seed": 0,
+        }
+        optional_ints = {
+            "image_size": 8,
+            "n_train": 2,
+            "stage0_unlocked_groups": 0,
+            "unlocked_groups": 0,
+            "cpu_threads": 1,
+        }
+        for name, low in [*ints.items(), *optional_ints.items()]:
+            value = getattr(self, name)
+            if value is None and name in optional_ints:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                hint = " (stage 0 and at least one MCL stage)" if name == "n_stages" else ""
+                none = " or None" if name in optional_ints else ""
+                raise ValueError(f"{name}={value!r} must be an int >= {low}{none}{hint}")
+        for name in ("lr", "stage0_lr"):
+            check_positive(name, getattr(self, name), "; e.g. 5e-4")
+        for name in ("lock_text", "stage0_lock_text"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
         if self.stage0_epochs == 0 and not self.pretrained:
             raise ValueError(
                 "stage0_epochs=0 keeps a randomly initialised stage 0; give pretrained= or stage0_epochs > 0"

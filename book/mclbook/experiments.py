@@ -80,11 +80,22 @@ def _trifeature(preset: Preset, seed: int, **options: Any) -> tuple[LabeledImage
     )
 
 
+# loader arguments that are counts or sizes: a positive int when given
+_COUNTS = ("n_train", "n_test", "size", "digits_per_class")
+
+
 def with_data(setup: Preset, **data_overrides: Any) -> Preset:
     """A copy of ``setup`` whose loader arguments have the non-None ``data_overrides`` applied."""
     unknown = set(data_overrides) - set(setup.data)
     if unknown:
         raise ValueError(f"unknown data arguments {sorted(unknown)}; this preset takes {sorted(setup.data)}")
+    for name, value in data_overrides.items():
+        if (
+            name in _COUNTS
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, int) or value < 1)
+        ):
+            raise ValueError(f"{name}={value!r} must be a positive int (or None for the preset's value)")
     return replace(setup, data={**setup.data, **{k: v for k, v in data_overrides.items() if v is not None}})
 
 

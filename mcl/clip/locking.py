@@ -58,9 +58,13 @@ def lock_image_tower(visual: nn.Module, unlocked_groups: int, *, freeze_bn_stats
     frozen part would not be frozen. (Their state-dict entries then lack ``num_batches_tracked``.)
     """
     groups = image_groups(visual)
-    if not 0 <= unlocked_groups <= len(groups):
+    if (
+        isinstance(unlocked_groups, bool)
+        or not isinstance(unlocked_groups, int)
+        or not 0 <= unlocked_groups <= len(groups)
+    ):
         raise ValueError(
-            f"unlocked_groups={unlocked_groups} must be in [0, {len(groups)}] for this "
+            f"unlocked_groups={unlocked_groups!r} must be an int in [0, {len(groups)}] for this "
             f"{type(visual).__name__} ({len(groups)} groups)"
         )
     if not _is_resnet(visual):

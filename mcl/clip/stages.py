@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from mcl.clip.locking import lock_clip
+from mcl.clip.locking import image_groups, lock_clip
 from mcl.clip.models import encode_images, tokenizer_for
 from mcl.clip.train import ClipTrainConfig, train_clip
 from mcl.distributed import embed_sharded, get_rank, get_world_size, unwrap
@@ -55,6 +55,19 @@ def mcl_clip(
         raise ValueError(
             f"init={init!r}; use 'stage0' (every stage starts from stage 0's weights) or 'previous'"
         )
+    if not isinstance(k, bool) and isinstance(k, int) and k > len(images):
+        raise ValueError(f"k={k} clusters for {len(images)} training images; k-means needs k <= N: lower k")
+    if unlocked_groups is not None:  # checked now, not when stage 1 is built after stage 0's work
+        n_groups = len(image_groups(unwrap(base).visual))
+        if (
+            isinstance(unlocked_groups, bool)
+            or not isinstance(unlocked_groups, int)
+            or not 0 <= unlocked_groups <= n_groups
+        ):
+            raise ValueError(
+                f"unlocked_groups={unlocked_groups!r} must be an int in [0, {n_groups}] (the image tower's "
+                "groups), or None to train the whole image tower"
+            )
     tokenizer = tokenizer or tokenizer_for(base)
     models: list[nn.Module] = []
 

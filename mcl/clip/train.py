@@ -26,7 +26,7 @@ from mcl.distributed import (
     unwrap,
 )
 from mcl.fit import LoopConfig, TrainHistory, check_positive, fit, n_batches
-from mcl.losses import clip_loss
+from mcl.losses import MIN_TEMPERATURE, clip_loss
 
 
 @dataclass
@@ -61,8 +61,12 @@ class ClipTrainConfig(LoopConfig):
             raise ValueError(f"warmup_steps={self.warmup_steps!r} must be an int >= 0")
         if self.schedule not in ("const", "cosine"):
             raise ValueError(f"schedule={self.schedule!r}; use 'const' or 'cosine'")
-        if not check_positive("max_logit_scale", self.max_logit_scale) > 1:
-            raise ValueError(f"max_logit_scale={self.max_logit_scale} must be > 1 (open_clip uses 100)")
+        if not 1 < check_positive("max_logit_scale", self.max_logit_scale) <= 1 / MIN_TEMPERATURE:
+            raise ValueError(
+                f"max_logit_scale={self.max_logit_scale} must be in (1, {1 / MIN_TEMPERATURE:g}] (open_clip "
+                "uses 100): its inverse is the smallest temperature, and the losses refuse one below "
+                f"{MIN_TEMPERATURE:g}"
+            )
 
     def settings(self) -> dict:
         skip = {"cache_text", "cache_text_max_gb"}  # how the text features are computed, not what trains

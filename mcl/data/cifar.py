@@ -24,14 +24,66 @@ from mcl.data.sources import CIFAR10_CLASSES
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
+# What the official python batches pickle besides plain values (dict, list, bytes, int): one numpy array.
+# Python 3 pickles bytes through _codecs.encode, and numpy >= 1.16 arrays at protocol 5 through _frombuffer.
+_BATCH_GLOBALS = {
+    (f"numpy.{core}.{module}", name)
+    for core in ("core", "_core")
+    for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))
+} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle names a callable outside :data:`_BATCH_GLOBALS`."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds only plain values and numpy arrays: a batch file whose pickle names any other
+    callable (which could run code) is refused instead of executed."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _BATCH_GLOBALS:
+            raise _Refused(f"it refers to {module}.{name}, which a CIFAR-10 batch never holds")
+        return super().find_class(module, name)
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One official CIFAR-10 python batch: uint8 images ``[n, 3, 32, 32]`` and int64 labels ``[n]``.
+
+    Read with :class:`_BatchUnpickler` (plain values and numpy arrays only); ValueError naming the file when
+    it is truncated, not a batch, or would run code."""
+    try:
+        with open(path, "rb") as f:
+            batch = _BatchUnpickler(f, encoding="bytes").load()
+        data, labels = batch[b"data"], batch[b"labels"]
+        images = np.asarray(data, np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(labels, np.int64).reshape(-1)
+    except _Refused as err:
+        raise ValueError(
+            f"{path} was refused: {err}; loading it could run code. Replace it with the official file "
+            "(https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz)"
+        ) from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        IndexError,
+    ) as err:
+        raise ValueError(
+            f"{path} is not a readable CIFAR-10 batch (truncated or corrupt: {type(err).__name__}: {err}); "
+            "replace it with the official file (https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz)"
+        ) from None
+    if len(images) != len(labels):
+        raise ValueError(f"{path} holds {len(images)} images but {len(labels)} labels; replace the file")
+    return images, labels
+
+
 def _read_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    images, labels = [], []
-    for name in names:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        images.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[b"labels"], np.int64))
+    images, labels = zip(*(read_batch(folder / name) for name in names), strict=True)
     return np.concatenate(images), np.concatenate(labels)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,14 @@ _PREFIX = {"train": "train", "test": "t10k"}
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (``*-ubyte`` or ``*-ubyte.gz``) as a uint8 array of the shape its header gives."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # a cut-off download, or not gzip at all
+        raise ValueError(
+            f"{path} is truncated or corrupt ({type(err).__name__}: {err}); delete it and let it be fetched "
+            "again, or replace it with an intact copy"
+        ) from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {data[:4].hex()})")
     ndim = data[3]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import math
 import os
 import posixpath
 import re
@@ -88,10 +89,25 @@ def default_root() -> Path:
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The local data root, created if missing: ``root``, else ``$MCL_DATA_ROOT``, else the default."""
-    if root is None:
-        root = os.environ.get(ENV_ROOT) or default_root()
+    if root is not None:
+        named = f"root={str(root)!r}"
+    elif os.environ.get(ENV_ROOT):
+        root, named = os.environ[ENV_ROOT], f"${ENV_ROOT}={os.environ[ENV_ROOT]!r}"
+    else:
+        root = default_root()
+        named = f"the default data root {str(root)!r}"
     path = Path(root).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"{named} is a file, not a folder; point it at a folder (created if missing) for the data sets "
+            "and their cache"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(
+            f"{named} cannot be created ({err.strerror or err}); point it at a writable folder"
+        ) from None
     return path
 
 
@@ -451,12 +467,27 @@ def _from_mirror(spec: Spec, root: Path, split: str | None) -> Attempt | Path:
     return path
 
 
+def download_timeout() -> float:
+    """Seconds from ``$MCL_DOWNLOAD_TIMEOUT`` (default 10); ValueError naming the variable unless it is a
+    finite number > 0."""
+    value = os.environ.get(ENV_TIMEOUT, "").strip() or "10"
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(
+            f"${ENV_TIMEOUT}={value!r} is not a number of seconds > 0; set it to e.g. 10, or unset it"
+        )
+    return seconds
+
+
 def _from_download(spec: Spec, root: Path) -> Attempt | Path:
     if spec.download is None:
         return Attempt("download", "-", False, f"{spec.title} has no automatic download")
     if os.environ.get(ENV_OFFLINE, "") not in ("", "0"):
         return Attempt("download", spec.download_host or "-", False, f"skipped: {ENV_OFFLINE} is set")
-    timeout = float(os.environ.get(ENV_TIMEOUT, "10"))
+    timeout = download_timeout()
     try:
         _probe(spec.download_host, timeout)
         with _socket_timeout(timeout):

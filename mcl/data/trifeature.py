@@ -257,8 +257,8 @@ def render_trifeature(
     the image side, y pointing down. phase: float ``[N, 2]`` texture offset in periods.
     generator: draws the per-pixel values of the ``"noise"`` texture (CPU generator).
     """
-    if size < 8:
-        raise ValueError(f"size={size} is too small to draw a shape; use size >= 8 (32, 64 or 224)")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise ValueError(f"size={size!r} must be an int >= 8 to draw a shape (32, 64 or 224)")
     if supersample < 1:
         raise ValueError(f"supersample={supersample} must be >= 1 (1 = no antialiasing, 2 or 4 typical)")
     n = shape.shape[0]

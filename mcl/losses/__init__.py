@@ -9,7 +9,7 @@ batch sampler (:mod:`mcl.sampling`); with several groups per batch, :func:`group
 anchor's negatives within its group.
 """
 
-from mcl.losses._checks import check_temperature
+from mcl.losses._checks import MIN_TEMPERATURE, check_temperature
 from mcl.losses.cliploss import clip_loss
 from mcl.losses.grouped import grouped_loss
 from mcl.losses.ifm import IFMLoss, IFMQueueLoss, check_ifm, ifm_info_nce, ifm_loss, ifm_nt_xent
@@ -17,6 +17,7 @@ from mcl.losses.infonce import info_nce
 from mcl.losses.ntxent import nt_xent
 
 __all__ = [
+    "MIN_TEMPERATURE",
     "IFMLoss",
     "IFMQueueLoss",
     "check_ifm",

@@ -38,6 +38,11 @@ def clip_loss(
             raise ValueError(
                 f"logit_scale must be a 1-element tensor (open_clip's logit_scale.exp()), got {logit_scale!r}"
             )
+        if not bool(torch.isfinite(logit_scale.detach()).all()) or float(logit_scale.detach()) <= 0:
+            raise ValueError(
+                f"logit_scale={float(logit_scale.detach())} must be finite and > 0 (exp of open_clip's "
+                "logit_scale; open_clip clamps it at 100): the model's logit_scale diverged"
+            )
         scale = logit_scale.reshape(())
     logits = scale * (image @ text.T)
     targets = torch.arange(image.shape[0], device=image.device)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mcl.losses._checks import check_finite, check_temperature
+from mcl.losses._checks import check_finite, check_matrix, check_temperature
 
 
 def info_nce(
@@ -34,12 +34,14 @@ def info_nce(
         loss = CE(logits, 0)
     """
     temperature = check_temperature(temperature)
-    if q.dim() != 2 or q.shape != k.shape:
+    check_matrix(q, "q")
+    check_matrix(k, "k")
+    if q.shape != k.shape:
         raise ValueError(f"q and k must both be [B, D], got {tuple(q.shape)} and {tuple(k.shape)}")
-    if queue.dim() != 2 or queue.shape[1] != q.shape[1]:
-        raise ValueError(f"queue must be [Q, D] with D={q.shape[1]}, got {tuple(queue.shape)}")
-    check_finite(q, "q")
-    check_finite(k, "k")
+    if not isinstance(queue, Tensor) or queue.dim() != 2 or queue.shape[1] != q.shape[1]:
+        got = tuple(queue.shape) if isinstance(queue, Tensor) else type(queue).__name__
+        raise ValueError(f"queue must be a tensor [Q, D] with D={q.shape[1]}, got {got}")
+    check_finite(queue, "queue")
     positive = (q * k).sum(dim=1, keepdim=True) - shift
     negatives = q @ queue.to(q.dtype).T + shift
     if negative_mask is not None:
