@@ -64,7 +64,7 @@ def imported_distributions(files: list[Path]) -> set[str]:
     [
         (sorted((ROOT / "mcl").rglob("*.py")), LIBRARY),
         (
-            [*(ROOT / "book").rglob("*.py"), *(ROOT / "book").glob("0*.md"), ROOT / "book" / "presets.md"],
+            [*(ROOT / "book").rglob("*.py"), *(ROOT / "book").glob("*.md")],
             LIBRARY | BOOK,
         ),
         ([*(ROOT / "tests").glob("*.py"), *(ROOT / "bench").glob("*.py")], LIBRARY | BOOK | TEST),

@@ -3,6 +3,7 @@ typed literals, every parameter visible to papermill with its type."""
 
 import ast
 import subprocess
+import sys
 from pathlib import Path
 
 import papermill
@@ -78,3 +79,30 @@ def test_a_chapter_run_with_a_bad_parameter_names_it(tmp_path):
     assert caught.value.ename == "ValueError"
     assert "epochs='abc'" in caught.value.evalue and "epochs: int" in caught.value.evalue
     assert "check_parameters(globals())" in caught.value.source  # the cell right after the parameters
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_code_passes_the_linter(source, tmp_path):
+    """pyflakes' checks (undefined or unused names, and the rest of ruff's F rules) and sorted imports, on
+    the chapter's code cells joined as one script."""
+    import jupytext
+
+    script = tmp_path / f"{source.stem}.py"
+    jupytext.write(chapter_notebook(source), script, fmt="py:percent")
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run(
+        [
+            str(ruff),
+            "check",
+            "--select",
+            "F,I",
+            "--ignore",
+            "E402",
+            "--config",
+            str(ROOT / "pyproject.toml"),
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout

@@ -39,6 +39,9 @@ from mclbook.runcache import code_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
+# Chapters that read the other chapters' results files: executed after all the others, and again whenever
+# one of those files changes.
+SUMMARIES = ("scorecard", "intro")
 _SAY_LOCK = threading.Lock()
 
 
@@ -162,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy2(ROOT / name, src / name)
     chapters = [c for c in chapters_in_toc(ROOT / "_toc.yml") if is_chapter(ROOT / f"{c}.md")]
     sources = {str(ROOT / f"{c}.md") for c in chapters}
+    for chapter in chapters:  # a page an earlier build copied as text: the chapter's notebook replaces it
+        (src / f"{chapter}.md").unlink(missing_ok=True)
     shutil.copytree(
         BOOK,
         src / "book",
@@ -199,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         notebook = chapter_notebook(source)
         code = code_digest(*chapter_imports(notebook))
         key = hashlib.sha256(source.read_bytes() + (code + data + json.dumps(parameters)).encode())
+        if name in SUMMARIES:  # its inputs include every other chapter's results file
+            for path in sorted(results.glob("*.json")):
+                if path.stem != name:
+                    key.update(path.read_bytes())
         key_file = cache / f"{name}.key"
         if (
             not args.force
@@ -227,8 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs > 1:  # longest first, so the longest chapter does not start last and run alone
         chapters.sort(key=lambda chapter: -expected_seconds(Path(chapter).name, args.scale))
     start = time.perf_counter()
+    first = [c for c in chapters if Path(c).name not in SUMMARIES]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        failed = [name for name in pool.map(run_chapter, chapters) if name]
+        failed = [name for name in pool.map(run_chapter, first) if name]
+    failed += [name for c in chapters if Path(c).name in SUMMARIES if (name := run_chapter(c))]
     say(f"chapters done in {time.perf_counter() - start:.1f} s ({args.jobs} at a time)")
     if failed:
         say(f"chapters that failed: {', '.join(failed)}", error=True)
