@@ -15,9 +15,9 @@ from typing import Any, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from mcl.cluster import kmeans
+from mcl.progress import progress as progress_bar
 from mcl.sampling import FeatureAwareBatchSampler, combine_labels
 
 M = TypeVar("M")
@@ -73,7 +73,7 @@ def run_multistage(
     if k < 2:
         raise ValueError(f"k={k} must be >= 2 clusters per stage")
     result: MultistageResult[M] = MultistageResult()
-    for stage in tqdm(range(n_stages), desc="MCL stages", disable=not progress):
+    for stage in progress_bar(range(n_stages), desc="MCL stages", disable=not progress):
         sampler = None
         labels = None
         if stage > 0:

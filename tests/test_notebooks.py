@@ -2,6 +2,7 @@
 typed literals, every parameter visible to papermill with its type."""
 
 import ast
+import re
 import subprocess
 from pathlib import Path
 
@@ -40,3 +41,19 @@ def test_papermill_sees_every_parameter_with_its_type(source, tmp_path):
     assert set(seen) == set(assigned)
     for name, annotation in assigned.items():
         assert seen[name]["inferred_type_name"] == annotation, name
+
+
+def tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_set_up_and_results_cells_are_collapsed_for_readers(source):
+    """The cell after ``parameters`` (imports, set-up) is shown to readers behind a toggle; the cell that
+    writes the results file too, without its output (the file's path on the building machine)."""
+    cells = [c for c in chapter_notebook(source).cells if c.cell_type == "code"]
+    first = next(i for i, c in enumerate(cells) if "parameters" in tags(c))
+    assert "hide-input" in tags(cells[first + 1]), f"{source.name}: tag the set-up cell hide-input"
+    for cell in cells:
+        if re.search(r"^save_results\(", cell.source, re.MULTILINE):
+            assert {"hide-input", "remove-output"} <= set(tags(cell)), f"{source.name}: the save_results cell"
