@@ -68,4 +68,5 @@ def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> text_tqdm:
         return _jupyter_tqdm()(iterable, **kwargs)
     # a file: plain text lines; position 0 so that nested bars do not write cursor movements
     settings = {"mininterval": LOG_INTERVAL_S, "ascii": True, **kwargs}
-    return text_tqdm(iterable, **settings, file=_LogLines(Path(mode)), position=0)
+    settings.update(position=0, file=_LogLines(Path(mode)))
+    return text_tqdm(iterable, **settings)

@@ -32,15 +32,16 @@ def record(provenance=PROVENANCE) -> dict:
 def test_the_line_says_scale_seed_commit_time_and_where_the_numbers_are():
     text = pages.provenance_text(record())
     assert text.startswith("Built at scale **smoke**, seed 0, from commit `3555d66` on 2 March 2026")
-    assert "ran for 1 min 15 s on cpu (x86_64, 2 cores) with 1 CPU thread." in text
+    assert "ran for 1\u00a0min 15\u00a0s on cpu (x86_64, 2 cores) with 1 CPU thread." in text
     assert "`_build/smoke/results/02_x.json`" in text
     # a chapter without a results file: the build's own record, a dirty tree said in words
     text = pages.provenance_text(record(provenance=None))
-    assert "commit `3555d66` with uncommitted changes" in text and "ran for 1 min 20 s" in text
+    assert "commit `3555d66` with uncommitted changes" in text and "ran for 1\u00a0min 20\u00a0s" in text
 
 
 def test_durations_read_naturally():
-    assert [pages.duration(s) for s in (4.26, 65, 3725)] == ["4.3 s", "1 min 05 s", "1 h 02 min"]
+    durations = [pages.duration(s).replace("\u00a0", " ") for s in (4.26, 65, 3725)]
+    assert durations == ["4.3 s", "1 min 05 s", "1 h 02 min"]
 
 
 def chapter() -> nbformat.NotebookNode:
@@ -90,4 +91,4 @@ def test_the_front_page_says_how_the_whole_book_was_built():
     assert lines[0] == "# The book" and lines[-1] == "Welcome."
     both = "commit `3555d66` and commit `3555d66` with uncommitted changes"
     assert f"built at scale **smoke** from {both}" in text
-    assert "its 2 chapters ran for 2 min 35 s in all" in text
+    assert "its 2 chapters ran for 2\u00a0min 35\u00a0s in all" in text

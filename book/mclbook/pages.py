@@ -58,15 +58,18 @@ def execution_record(
     }
 
 
+NBSP = "\u00a0"  # between a number and its unit, so a line never breaks between them
+
+
 def duration(seconds: float) -> str:
-    """``12.3 s``, ``4 min 05 s``, ``1 h 02 min``."""
+    """``12.3 s``, ``4 min 05 s``, ``1 h 02 min`` (with non-breaking spaces before the units)."""
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.1f}{NBSP}s"
     minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
+        return f"{minutes}{NBSP}min {secs:02d}{NBSP}s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return f"{hours}{NBSP}h {minutes:02d}{NBSP}min"
 
 
 def commit_text(commit: str) -> str:
