@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import adjusted_mutual_info_score
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
+from mcl.progress import progress as progress_bar
 from mcl.sampling import as_label_array
 
 # default chunk, in elements of x: on the CPU 4 MiB of float32, so the matmul and index_add_ of a chunk
@@ -315,7 +316,7 @@ def kmeans(
     gen = torch.Generator().manual_seed(seed)
 
     best: KMeansResult | None = None
-    with tqdm(total=n_init * n_iter, desc=f"k-means (K={k})", disable=not progress) as bar:
+    with progress_bar(total=n_init * n_iter, desc=f"k-means (K={k})", disable=not progress) as bar:
         for run in range(n_init):
             centers = _kmeans_plusplus(points, k, gen)
             centers, its, converged = _lloyd(points, centers, n_iter, tol_abs, bar)

@@ -27,11 +27,11 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from mcl.device import seed_everything
 from mcl.files import atomic_write
 from mcl.losses import check_temperature
+from mcl.progress import progress as progress_bar
 
 
 def _check_int(name: str, value: object, low: int) -> int:
@@ -276,7 +276,7 @@ def fit(
     start, history = 0, TrainHistory()
     if checkpoint is not None and checkpoint.exists():
         start, history = load_checkpoint(checkpoint, modules, optimizer, device, settings, config.epochs)
-    bar = tqdm(
+    bar = progress_bar(
         range(start, config.epochs),
         desc=desc,
         disable=not (config.progress and main_process),

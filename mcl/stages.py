@@ -15,9 +15,9 @@ from typing import Any, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from mcl.cluster import kmeans
+from mcl.progress import progress as progress_bar
 from mcl.sampling import _MODES, _POLICIES, FeatureAwareBatchSampler, combine_labels
 
 M = TypeVar("M")
@@ -91,7 +91,7 @@ def run_multistage(
     if groups_per_batch > 1 and small_groups != "drop":
         raise ValueError(f"small_groups={small_groups!r} needs groups_per_batch=1; use 'drop'")
     result: MultistageResult[M] = MultistageResult()
-    for stage in tqdm(range(n_stages), desc="MCL stages", disable=not progress):
+    for stage in progress_bar(range(n_stages), desc="MCL stages", disable=not progress):
         sampler = None
         labels = None
         if stage > 0:

@@ -2,6 +2,7 @@
 typed literals, every parameter visible to papermill with its type."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,21 @@ def test_chapter_code_passes_the_linter(source, tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stdout
+
+
+def tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_set_up_and_results_cells_are_collapsed_for_readers(source):
+    """The cell after ``parameters`` (imports, set-up) is shown to readers behind a toggle; the cell that
+    writes the results file too, without its output (the file's path on the building machine)."""
+    cells = [c for c in chapter_notebook(source).cells if c.cell_type == "code"]
+    first = next(i for i, c in enumerate(cells) if "parameters" in tags(c))
+    hidden = {"hide-input", "remove-input", "remove-cell"}
+    assert hidden & set(tags(cells[first + 1])), f"{source.name}: tag the set-up cell hide-input"
+    for cell in cells:
+        if re.search(r"^save_results\(", cell.source, re.MULTILINE):
+            shown = {"hide-input", "remove-output"} <= set(tags(cell)) or "remove-cell" in tags(cell)
+            assert shown, f"{source.name}: the save_results cell"

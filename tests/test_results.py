@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mclbook.results import load_results, save_results
+from mclbook.results import load_results, portable_command, save_results, search_record
 
 
 def test_round_trip_with_provenance(tmp_path):
@@ -37,3 +37,15 @@ def test_results_dir_from_environment(tmp_path, monkeypatch):
 def test_missing_results_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="make book SCALE=smoke"):
         load_results("absent", scale="smoke", directory=tmp_path)
+
+
+def test_recorded_commands_name_output_files_without_the_recording_machines_folders():
+    command = ".venv/bin/python book/search_trifeature.py --only 'a b' --out /tmp/ts2/g2.json --seed 1"
+    assert (
+        portable_command(command)
+        == ".venv/bin/python book/search_trifeature.py --only 'a b' --out g2.json --seed 1"
+    )
+    assert portable_command("x --out=/tmp/a.json") == "x --out=a.json"
+    assert portable_command("x --out s.json") == "x --out s.json"
+    for name in ("trifeature_search", "cifar_mnist_search"):
+        assert "/tmp/" not in json.dumps(search_record(name))

@@ -4,11 +4,13 @@
 
 A chapter's one source is a MyST Markdown notebook, ``book/<chapter>.md`` (jupytext's ``myst`` format);
 the ``.ipynb`` that papermill executes is generated from it here. Everything goes under
-``_build/<scale>/``: ``src/`` (a copy of the book with the executed chapters), ``results/`` (the
-chapters' results files, see :mod:`mclbook.results`), ``logs/`` (each execution's output) and
-``_build/html/``. A chapter is re-executed only when its inputs change: its source, the parameters, the
-source of every module it imports (directly or not: :func:`mclbook.runcache.module_closure`) or the
-book's data files.
+``_build/<scale>/``: ``executed/`` (the notebooks as papermill executed them, with a record of the
+execution), ``src/`` (a copy of the book with the pages made from them, see :mod:`mclbook.pages`),
+``results/`` (the chapters' results files, see :mod:`mclbook.results`), ``logs/`` (each execution's
+output, and its progress bars: the build sets ``MCL_PROGRESS`` to the log, see :mod:`mcl.progress`, so
+no bar reaches a page) and ``_build/html/``. A chapter is re-executed only when its inputs change: its
+source, the parameters, the source of every module it imports (directly or not:
+:func:`mclbook.runcache.module_closure`) or the book's data files.
 
 ``--jobs N`` executes N chapters at a time, longest first (by the wall time in each chapter's last
 results file), each kernel with ``cpu_count / N`` threads. Chapters share cached training runs; a run is
@@ -35,6 +37,7 @@ import jupytext
 import nbformat
 import yaml
 
+from mclbook import pages
 from mclbook.runcache import code_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,8 +106,11 @@ def data_digest() -> str:
     return digest.hexdigest()
 
 
-def execute(notebook: Path, output: Path, parameters: dict, env: dict[str, str], log: Path) -> bool:
-    """Execute ``notebook`` into ``output`` with papermill; its output goes to ``log``. True on success."""
+def execute(
+    notebook: Path, output: Path, parameters: dict, env: dict[str, str], log: Path, *, cwd: Path
+) -> bool:
+    """Execute ``notebook`` into ``output`` with papermill, the kernel in ``cwd``; its output goes to ``log``.
+    True on success."""
     cmd = [
         sys.executable,
         "-m",
@@ -114,13 +120,15 @@ def execute(notebook: Path, output: Path, parameters: dict, env: dict[str, str],
         "-k",
         "python3",
         "--cwd",
-        str(output.parent),
+        str(cwd),
         "--log-output",
         "--no-progress-bar",
     ]
     for key, value in parameters.items():
         cmd += ["-p", key, str(value)]
-    with log.open("w") as handle:
+    log.write_text("")
+    # appended to, not overwritten: the kernel appends its progress bars to the same file (MCL_PROGRESS)
+    with log.open("a") as handle:
         return subprocess.run(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode == 0
 
 
@@ -159,11 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     src = out / "src"
     results = out / "results"
     cache = out / "cache"
-    for folder in (src, results, cache):
+    executed = out / "executed"
+    for folder in (src, results, cache, executed):
         folder.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(ROOT / name, src / name)
-    chapters = [c for c in chapters_in_toc(ROOT / "_toc.yml") if is_chapter(ROOT / f"{c}.md")]
+    in_toc = chapters_in_toc(ROOT / "_toc.yml")
+    chapters = [c for c in in_toc if is_chapter(ROOT / f"{c}.md")]
+    plain_pages = [c for c in in_toc if c not in chapters and (ROOT / f"{c}.md").exists()]
     sources = {str(ROOT / f"{c}.md") for c in chapters}
     for chapter in chapters:  # a page an earlier build copied as text: the chapter's notebook replaces it
         (src / f"{chapter}.md").unlink(missing_ok=True)
@@ -197,10 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     inputs.mkdir(exist_ok=True)
 
     def run_chapter(chapter: str) -> str | None:
-        """Execute one chapter unless its cached output is current; its name when it failed, else None."""
+        """Execute one chapter unless its cached execution is current, and write its page; its name when it
+        failed, else None."""
         source = ROOT / f"{chapter}.md"
         name = source.stem
-        output = src / f"{chapter}.ipynb"
+        output = executed / f"{chapter}.ipynb"
+        page = src / f"{chapter}.ipynb"
         notebook = chapter_notebook(source)
         code = code_digest(*chapter_imports(notebook))
         key = hashlib.sha256(source.read_bytes() + (code + data + json.dumps(parameters)).encode())
@@ -216,22 +229,45 @@ def main(argv: list[str] | None = None) -> int:
             and key_file.read_text() == key.hexdigest()
         ):
             say(f"{name}: inputs unchanged, reusing the executed notebook")
+            write_page(output, page)
             return None
         log = logs / f"{name}.log"
         say(f"executing {name} at scale={args.scale} (log: {log})")
-        start = time.perf_counter()
+        start, since = time.perf_counter(), time.time()
         unexecuted = inputs / f"{name}.ipynb"
         nbformat.write(notebook, unexecuted)
         output.parent.mkdir(parents=True, exist_ok=True)
-        if not execute(unexecuted, output, parameters, env, log):
+        page.parent.mkdir(parents=True, exist_ok=True)
+        # the kernel runs in the page's folder, as Jupyter Book would run it; its bars go to the log
+        chapter_env = dict(env, MCL_PROGRESS=str(log))
+        if not execute(unexecuted, output, parameters, chapter_env, log, cwd=page.parent):
             key_file.unlink(missing_ok=True)
             tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
             say(f"{name} FAILED; the end of {log}:\n{tail}", error=True)
             return name
+        seconds = time.perf_counter() - start
+        result = nbformat.read(output, as_version=4)
+        result.metadata[pages.KEY] = pages.execution_record(
+            name,
+            scale=args.scale,
+            parameters=parameters,
+            seconds=seconds,
+            results=results,
+            since=since,
+            root=ROOT,
+        )
+        nbformat.write(result, output)
         key_file.write_text(key.hexdigest())
-        say(f"{name}: {time.perf_counter() - start:.1f} s")
+        write_page(output, page)
+        say(f"{name}: {seconds:.1f} s")
         return None
 
+    def write_page(output: Path, page: Path) -> None:
+        """The page Jupyter Book renders, made from the executed notebook (on every build, cached or not)."""
+        page.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(pages.page_notebook(nbformat.read(output, as_version=4)), page)
+
+    every_chapter = chapters
     chapters = [c for c in chapters if not args.only or Path(c).name in args.only]
     if args.jobs > 1:  # longest first, so the longest chapter does not start last and run alone
         chapters.sort(key=lambda chapter: -expected_seconds(Path(chapter).name, args.scale))
@@ -244,6 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         say(f"chapters that failed: {', '.join(failed)}", error=True)
         return 1
+    records = {}  # every chapter's last execution, for the front page's line on the whole book
+    for chapter in every_chapter:
+        if (executed / f"{chapter}.ipynb").exists():
+            metadata = nbformat.read(executed / f"{chapter}.ipynb", as_version=4).metadata
+            if pages.KEY in metadata:
+                records[Path(chapter).name] = metadata[pages.KEY]
+    for plain in plain_pages:
+        page = src / f"{plain}.md"
+        page.write_text(pages.with_book_header((ROOT / f"{plain}.md").read_text(), records, args.scale))
     if args.no_html:
         return 0
     subprocess.run(

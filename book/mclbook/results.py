@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -115,12 +116,26 @@ def committed_results(name: str, scale: str = "paper") -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def portable_command(command: str) -> str:
+    """A recorded command as a reader would run it: an output file given by an absolute path on the
+    machine that ran it (``--out /tmp/ts/a.json``) named by its file name only (``--out a.json``)."""
+    return re.sub(r"(--out[ =])/\S*/([^/\s]+)", r"\1\2", command)
+
+
+def _portable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: portable_command(v) if k == "command" else _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    return value
+
+
 def search_record(name: str) -> dict[str, Any]:
     """A committed search record, ``book/data/<name>.json`` (found from this package, so a chapter works
-    from any working directory)."""
+    from any working directory), its commands as a reader would run them (:func:`portable_command`)."""
     path = BOOK_DATA / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(
             f"{path} does not exist; it is committed with the repository: git checkout it"
         )
-    return json.loads(path.read_text())
+    return _portable(json.loads(path.read_text()))
