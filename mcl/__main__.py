@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = groups.add_parser("doctor", parents=[common], help="is this machine ready? (mcl.doctor)")
     doctor.add_argument("--seconds", type=float, default=5.0, help="micro-benchmark length (0: skip it)")
-    doctor.set_defaults(run=lambda args: __import__("mcl.doctor").doctor.doctor(seconds=args.seconds))
+    doctor.set_defaults(run=lambda args: importlib.import_module("mcl.doctor").doctor(seconds=args.seconds))
     return parser
 
 

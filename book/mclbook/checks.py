@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -530,34 +530,40 @@ _HINT_REPEAT = "each index once per epoch: shuffle each group (a permutation, no
 _HINT_COUNT = "a group of n samples gives n // batch_size full batches, and every group takes part"
 
 
-def _compare_batches(expected: int, got: Any, case: Case) -> str | None:
-    """Invariants of one epoch: full batches of valid, unrepeated indices, each from one group, as many
-    as the library's sampler makes. The problem comes with its hint (batches differ by their shuffle, so a
-    wrong answer is recognised by the invariant it breaks, not by matching a known wrong output)."""
+def _batch_problem(expected: int, got: Any, case: Case) -> tuple[str, str] | None:
+    """(what is wrong, its hint) with one epoch of batches, or None. The invariants: full batches of valid,
+    unrepeated indices, each from one group, as many as the library's sampler makes. Batches differ by their
+    shuffle, so a wrong answer is recognised by the invariant it breaks, not by matching a known wrong
+    output."""
     labels, batch_size, seed = case.args
     try:
         batches = [[int(i) for i in batch] for batch in got]
     except TypeError:
-        return f"your function returned {type(got).__name__}, not a list of batches (lists of indices)"
+        return f"your function returned {type(got).__name__}, not a list of batches (lists of indices)", ""
     seen: dict[int, int] = {}
     for b, batch in enumerate(batches):
         groups = sorted({int(labels[i]) for i in batch if 0 <= i < len(labels)})
         if len(groups) > 1:
-            return f"batch {b} mixes the groups {groups}: {_HINT_ONE_GROUP}"
+            return f"batch {b} mixes the groups {groups}", _HINT_ONE_GROUP
         if len(batch) != batch_size:
-            return f"batch {b} has {len(batch)} indices, not batch_size={batch_size}: {_HINT_DROP}"
+            return f"batch {b} has {len(batch)} indices, not batch_size={batch_size}", _HINT_DROP
         for i in batch:
             if not 0 <= i < len(labels):
-                return f"batch {b} holds index {i}, outside 0..{len(labels) - 1}"
+                return f"batch {b} holds index {i}, outside 0..{len(labels) - 1}", ""
             if i in seen:
-                return f"index {i} is in batch {seen[i]} and again in batch {b}: {_HINT_REPEAT}"
+                return f"index {i} is in batch {seen[i]} and again in batch {b}", _HINT_REPEAT
             seen[i] = b
     if len(batches) != expected:
-        return f"your epoch has {len(batches)} batches, a full one {expected}: {_HINT_COUNT}"
+        return f"your epoch has {len(batches)} batches, a full one {expected}", _HINT_COUNT
     return None
 
 
-def _one_epoch_fn_check(fn) -> str | None:
+def _compare_batches(expected: int, got: Any, case: Case) -> str | None:
+    problem = _batch_problem(expected, got, case)
+    return None if problem is None else problem[0]
+
+
+def _seed_problem(fn) -> str | None:
     """Different seeds must give different batches (each group shuffled by the seed)."""
     labels = torch.repeat_interleave(torch.arange(3), torch.tensor([12, 12, 12]))
     first = [[int(i) for i in b] for b in fn(labels.clone(), 4, 0)]
@@ -612,14 +618,15 @@ class _BatchCheck(Check):
     as the library's sampler makes; each problem names its hint), then that the seed changes the shuffle."""
 
     def _diagnose(self, fn: Callable[..., Any], got: Any, case: Case) -> str | None:
-        return None  # the compare's problem carries the hint
+        problem = _batch_problem(self.reference(*_fresh(case.args)), got, case)
+        return problem[1] or None if problem else None
 
     def verdict(self, fn: Callable[..., Any], **context: Any) -> Verdict:
         first = super().verdict(fn, **context)
         if first.ok is not True:
             return first
         try:
-            problem = _one_epoch_fn_check(fn)
+            problem = _seed_problem(fn)
         except Exception as err:  # noqa: BLE001
             problem = (
                 f"not yet right: {self.what} raised {type(err).__name__}: {_short(err)} for another seed"
@@ -774,4 +781,4 @@ def _reference_batches(labels: Tensor, batch_size: int, seed: int) -> list[list[
     return list(sampler)
 
 
-__all__: Sequence[str] = ["Case", "Check", "Mistake", "Verdict", "CHECKS", *CHECKS]
+__all__ = ["Case", "Check", "Mistake", "Verdict", "CHECKS", *CHECKS]
