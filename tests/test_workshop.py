@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mclbook import checks, workshop
+from mclbook import build, checks, workshop
 from mclbook.build import chapter_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,12 +135,14 @@ def papermill(notebook: Path, out: Path, env: dict[str, str], *, cwd: Path, pref
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
-def test_student_notebook_runs_to_its_first_check_and_says_not_written_yet(chapter, tmp_path):
+def test_student_notebook_runs_to_its_first_check_and_says_not_written_yet(chapter, tmp_path, smoke_book):
+    """Up to its first check cell, at smoke scale, with the smoke build's trained runs (the runs folder
+    beside its results), so nothing is trained twice."""
     student = workshop.workshop_notebook(chapter, "student")
     first_check = next(i for i, c in enumerate(student.cells) if "check" in c.metadata.get("tags", []))
     student.cells = student.cells[: first_check + 1]
     nbformat.write(student, tmp_path / "student.ipynb")
-    env = kernel_env(MCL_RESULTS_DIR=str(tmp_path / "results"))
+    env = build.kernel_env(kernel_env(MCL_RESULTS_DIR=str(smoke_book)), 2)  # the fixture's threads: same runs
     papermill(tmp_path / "student.ipynb", tmp_path / "out.ipynb", env, cwd=tmp_path)
     executed = nbformat.read(tmp_path / "out.ipynb", 4)
     assert errors(executed) == []
