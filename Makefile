@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 # the offline data mirror, when this checkout has one beside it (CI sets it explicitly)
 export MCL_DATA_MIRROR ?= $(wildcard $(abspath ..)/shared/data)
 
-.PHONY: setup book test data bench lint clean paper-check
+.PHONY: setup book test data bench lint clean paper-check workshop workshop-pack
 
 # The virtual environment with the pinned set (the library, its tests, the book's package); rebuilt when a
 # pyproject.toml changes.
@@ -26,6 +26,12 @@ book: setup  ## execute every chapter with papermill at SCALE (smoke|book|paper)
 
 test: setup  ## pytest (includes executing the chapters at smoke scale and building the book)
 	$(PY) -m pytest
+
+workshop: setup  ## student and solution notebooks of the workshop chapters, under _build/workshop/
+	$(PY) -m mclbook.workshop notebooks
+
+workshop-pack: setup  ## the offline workshop folder and zip for USB sticks, _build/workshop/mcl-workshop{,.zip}
+	$(PY) -m mclbook.workshop pack --archive $(PACK_ARGS)
 
 data: setup  ## prepare the data sets into data/
 	$(PY) -m mcl data prepare

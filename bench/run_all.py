@@ -21,6 +21,7 @@ QUICK_ARGS = {
     "bench_baselines.py": ["--steps", "3", "--repeats", "1"],
     "bench_clip_step.py": ["--n", "600", "--batch", "64", "--steps", "4"],
     "bench_probe.py": ["--repeats", "1"],
+    "bench_workshop.py": ["--scale", "smoke"],
 }
 
 

@@ -2,6 +2,7 @@
 
 ``python -m mcl data list``      what each data set needs, and what this machine has of it
 ``python -m mcl data prepare``   find, unpack, decode and cache every data set it can; print a table
+``python -m mcl doctor``         is this machine ready? packages, data, CPU, GPU, workshop time (mcl.doctor)
 
 More groups (training, the book) can be added as further sub-parsers in :func:`build_parser`.
 """
@@ -184,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", parents=[common], help="find, unpack, decode, cache")
     prepare.add_argument("--only", nargs="+", metavar="NAME", help="only these (e.g. mnist cifar10)")
     prepare.set_defaults(run=lambda args: data_prepare(args.only))
+
+    doctor = groups.add_parser("doctor", parents=[common], help="is this machine ready? (mcl.doctor)")
+    doctor.add_argument("--seconds", type=float, default=5.0, help="micro-benchmark length (0: skip it)")
+    doctor.set_defaults(run=lambda args: importlib.import_module("mcl.doctor").doctor(seconds=args.seconds))
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Presets for the three scales of every unimodal experiment: smoke (CI), book (laptop CPU), paper (GPU).
+"""Presets for the four scales of every unimodal experiment: smoke (CI), workshop (a participant's laptop, a
+few minutes per notebook), book (laptop CPU), paper (GPU).
 
 A chapter's parameters cell names a ``scale`` and optional overrides; ``preset(name, scale, ...)``
 returns the data set's loader arguments and the :class:`~mcl.simclr.SimCLRRecipe`. The choices
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from mcl.simclr import SimCLRRecipe
 
-SCALES = ("smoke", "book", "paper")
+SCALES = ("smoke", "workshop", "book", "paper")
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,16 @@ _PAPER = SimCLRRecipe(
 # BatchNorm sees one colour per step, and stage 1 read shape worse than SimCLR (chapter 2's table).
 _BOOK = SimCLRRecipe(width=32, proj_dim=64, epochs=5, batch_size=64, n_stages=3, k=10, **_MCL)
 
+# Workshop scale (a participant's 2-4 core laptop, no GPU): the book's recipe for 3 epochs on about a third of
+# its images, so that each workshop notebook (chapters 1 and 2) runs in a few minutes and still shows the
+# chapter's point on Trifeature. Measured by bench/bench_workshop.py (book/data/workshop_timing.json, shown on
+# the presets page).
+_WORKSHOP = replace(_BOOK, epochs=3)
+
 PRESETS: dict[str, dict[str, Preset]] = {
     "trifeature": {
         "smoke": Preset({"n_train": 1, "n_test": 1, "size": 32}, _SMOKE),
+        "workshop": Preset({"n_train": 3, "n_test": 1, "size": 32}, _WORKSHOP),
         "book": Preset({"n_train": 10, "n_test": 2, "size": 32}, _BOOK, n_seeds=3),
         "paper": Preset({"n_train": 50, "n_test": 10, "size": 64}, _PAPER, n_seeds=3),
     },
@@ -69,6 +77,10 @@ PRESETS: dict[str, dict[str, Preset]] = {
             {"n_train": 1000, "n_test": 500, "composition": "side", "digits_per_class": 3},
             replace(_SMOKE, augment_width=32),
         ),
+        "workshop": Preset(
+            {"n_train": 2000, "n_test": 1000, "composition": "side", "digits_per_class": 3},
+            replace(_WORKSHOP, n_stages=2, k=30, augment_width=32),
+        ),
         "book": Preset(
             {"n_train": 5000, "n_test": 1000, "composition": "side", "digits_per_class": 3},
             replace(_BOOK, n_stages=2, k=30, augment_width=32),
@@ -80,11 +92,13 @@ PRESETS: dict[str, dict[str, Preset]] = {
     },
     "celeba": {
         "smoke": Preset({"n_train": 500, "n_test": 300, "size": 32}, _SMOKE),
+        "workshop": Preset({"n_train": 2000, "n_test": 1000, "size": 32}, replace(_WORKSHOP, n_stages=2)),
         "book": Preset({"n_train": None, "n_test": None, "size": 32}, replace(_BOOK, n_stages=2)),
         "paper": Preset({"n_train": None, "n_test": None, "size": 64}, _PAPER),
     },
     "cifar10": {
         "smoke": Preset({"n_train": 1000, "n_test": 500}, _SMOKE),
+        "workshop": Preset({"n_train": 3000, "n_test": 1000}, _WORKSHOP),
         "book": Preset({"n_train": 10000, "n_test": 2000}, _BOOK),
         "paper": Preset({"n_train": None, "n_test": None}, replace(_PAPER, epochs=500)),
     },
