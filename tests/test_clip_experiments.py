@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mcl.clip import create_clip
-from mcl.clip.eval import evaluate_mmvp
+from mcl.clip.eval import bootstrap_average, evaluate_mmvp
 from mcl.data.mmvp import PATTERNS
 from mcl.data.scenes import PROPERTIES, make_captioned_scenes
 from mclbook import clip_experiments as ce
@@ -143,10 +143,15 @@ def test_stage_scores_match_evaluate_mmvp_and_the_metrics_are_fractions(tmp_path
     right = scores["MCL"].right.float().numpy()
     assert np.allclose(list(metrics["per_pattern"].values()), right)
     assert metrics["average"] == pytest.approx(right.mean())
+    _, low, high = bootstrap_average(scores["MCL"].right, scores["MCL"].patterns, n_boot=ce.N_BOOT)
+    assert metrics["interval"] == pytest.approx([low / 100, high / 100])
+    assert metrics["interval"][0] <= metrics["average"] <= metrics["interval"][1]
     table = ce.mmvp_table(scores, {"ViT stage 0": {p: 10.0 for p in MMVP_PATTERNS + ["average"]}})
-    assert list(table.columns) == MMVP_PATTERNS + ["average"]
+    assert list(table.columns) == MMVP_PATTERNS + ["average", "95 % interval"]
     assert table.index[0] == "paper: ViT stage 0" and "this run: MCL" in table.index
     assert table.loc["this run: MCL", "average"] == pytest.approx(round(100 * right.mean(), 1))
+    assert table.loc["paper: ViT stage 0", "95 % interval"] == ""
+    assert table.loc["this run: MCL", "95 % interval"] == f"[{low:.1f}, {high:.1f}]"
 
 
 def test_property_ami_finds_the_property_a_clustering_follows():
@@ -192,3 +197,46 @@ def test_retrieval_sets_report_missing_data_sets_and_recall_is_monotone(tmp_path
     recall = table["scenes"]["m"]
     assert recall["i2t@6"] == 1.0 and recall["t2i@6"] == 1.0  # 6 candidates: top-6 always hits
     assert recall["i2t@1"] <= recall["i2t@3"] <= recall["i2t@6"]
+
+
+def test_the_search_summary_reads_the_rows_it_names():
+    def run(gain):
+        entry = {"average": 20.0, "interval": [19.0, 21.0]}
+        return {"mmvp": dict.fromkeys(ce.SEARCH_COLUMNS, entry), "gain": {"mean": gain, "interval": [0, 1]}}
+
+    def summary(gains, overlap):
+        entry = {"average": 24.0, "interval": [23.0, 25.0]}
+        return dict.fromkeys(ce.SEARCH_COLUMNS, entry) | {
+            "seeds": list(range(len(gains))),
+            "gain_per_seed": {str(s): g for s, g in enumerate(gains)},
+            "gain_mean": float(np.mean(gains)),
+            "gain_seed_sd": float(np.std(gains, ddof=1)),
+            "intervals_overlap": overlap,
+        }
+
+    record = {
+        "target": 5.0,
+        "candidates": {
+            ce.SEARCH_PRESET_ROW: {
+                "runs": {"0": run(3.0), "1": run(1.0)},
+                "summary": summary([3.0, 1.0], False),
+            },
+            ce.SEARCH_LONGER_ROW: {
+                "runs": {"0": run(6.0), "1": run(2.0)},
+                "summary": summary([6.0, 2.0], True),
+            },
+            "a": {"runs": {"0": run(-1.0)}},
+            "b": {"runs": {"0": run(4.0)}},
+            "only seed 1": {"runs": {"1": run(9.0)}},
+        },
+    }
+    numbers = ce.clip_search_numbers(record)
+    assert numbers["gain"] == 2.0 and numbers["gains"] == "3.0, 1.0" and numbers["apart"] == "do not overlap"
+    assert numbers["longer_gain"] == 4.0 and numbers["mcl"] == "24.0 % [23.0, 25.0]"
+    # the settings run at seed 0 only, against the preset's seed-0 gain (3.0)
+    assert (numbers["n_others"], numbers["n_better"]) == (2, 1)
+    assert (numbers["others_worst"], numbers["others_best"]) == (-1.0, 4.0)
+    table = ce.clip_search_table(record)
+    assert table.loc[(ce.SEARCH_PRESET_ROW, "mean 0, 1"), "gain"].startswith("2.0 (sd 1.4")
+    assert table.loc[("b", "0"), "stage 0"] == "20.0 [19.0, 21.0]"
+    assert len(table) == (2 + 1) + (2 + 1) + 1 + 1 + 1  # two seeds and their mean, twice; three single rows

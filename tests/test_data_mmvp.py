@@ -236,3 +236,44 @@ def test_pair_images_are_resized_and_centre_cropped(small, tmp_path):
     assert images.shape == (2, 3, 20, 20) and (images.float().mean() - 200).abs() < 3
     with pytest.raises(ValueError, match="size"):
         load_pair_images(pair, size=0)
+
+
+def test_captions_leave_out_clauses_with_their_probability():
+    from mcl.data.scenes import caption_scenes, sample_scene
+
+    rng = np.random.default_rng(0)
+    specs = [sample_scene(rng) for _ in range(2000)]
+    mention = {"orientation": 0.0, "text": 0.25}
+    captions = caption_scenes(specs, mention=mention, seed=3)
+    assert captions == caption_scenes(specs, mention=mention, seed=3)  # deterministic per seed
+    assert captions != caption_scenes(specs, mention=mention, seed=4)
+    for spec, cap in zip(specs, captions, strict=True):
+        clauses = cap.split(", ")
+        # the clauses kept are the full caption's, in its order; the other seven are always there
+        full = [describe(spec, p) for p in PROPERTIES]
+        assert clauses == [c for c in full if c in clauses]
+        assert describe(spec, "orientation") not in clauses
+        assert {describe(spec, p) for p in PROPERTIES if p not in mention} <= set(clauses)
+    kept = np.mean([describe(s, "text") in c.split(", ") for s, c in zip(specs, captions, strict=True)])
+    assert abs(kept - 0.25) < 4 * np.sqrt(0.25 * 0.75 / len(specs))
+    assert caption_scenes(specs[:5]) == [caption(s) for s in specs[:5]]
+    assert caption_scenes(specs[:1], mention=dict.fromkeys(PROPERTIES, 0.0)) == [""]
+
+
+def test_leaving_out_clauses_keeps_the_images():
+    images, captions = make_captioned_scenes(12, seed=2)
+    same, fewer = make_captioned_scenes(12, seed=2, mention={"color": 0.0, "shape": 0.5})
+    assert torch.equal(images, same)
+    assert all("red" not in c and "blue" not in c for c in fewer) and captions != fewer
+
+
+def test_mention_is_checked():
+    from mcl.data.scenes import caption_scenes
+
+    spec = SceneSpec()
+    with pytest.raises(ValueError, match="colour"):
+        caption_scenes([spec], mention={"colour": 0.5})
+    with pytest.raises(ValueError, match="probabilities"):
+        caption_scenes([spec], mention={"color": 1.5})
+    with pytest.raises(ValueError, match="not a scene property"):
+        caption(spec, ["size"])

@@ -58,15 +58,45 @@ def test_a_missing_chapter_is_not_run_and_a_missing_number_is_said():
     assert finding.verdict == NOT_RUN and "stage_ami" in finding.ours
 
 
-def test_mmvp_gain_needs_five_points_and_separate_intervals():
+def test_mmvp_gain_needs_five_points_on_three_seeds_and_separate_intervals():
     def m(per_seed, apart):
-        return {"07_mcl_clip": {"mcl_minus_control": {"per_seed": per_seed, "intervals_separate": apart}}}
+        cell = {"average": 20.0, "interval": [19.0, 21.0]}
+        summary = {
+            "gain_per_seed": {str(s): g for s, g in enumerate(per_seed)},
+            "intervals_overlap": not apart,
+            "stage 0 + stage 1": cell,
+            "stage 0 + control": cell,
+        }
+        return {"search:clip_search": {"candidates": {scorecard.CLIP_ROW: {"summary": summary}}}}
 
     key = claim("mcl-clip-mmvp")
     assert scorecard.judge(key, m([6.0, 5.5, 7.0], True)).verdict == REPRODUCED
+    assert scorecard.judge(key, m([6.0, 5.5], True)).verdict == PARTLY  # two seeds only
     assert scorecard.judge(key, m([6.0, 5.5, 7.0], False)).verdict == PARTLY
     assert scorecard.judge(key, m([1.0, -0.5, 2.0], True)).verdict == PARTLY
     assert scorecard.judge(key, m([-1.0, -0.5, 0.0], False)).verdict == NOT_REPRODUCED
+    assert "3 seeds" in scorecard.judge(key, m([6.0, 5.5, 7.0], True)).ours
+
+
+def test_the_clip_record_summary_follows_from_its_per_pair_outcomes():
+    """The committed CLIP search record's seed-averaged intervals and gains, recomputed from the per-pair
+    outcomes stored with every run (book/search_clip.py's summarize)."""
+    import importlib.util
+    from pathlib import Path
+
+    from mclbook.results import search_record
+
+    path = Path(__file__).resolve().parents[1] / "book" / "search_clip.py"
+    spec = importlib.util.spec_from_file_location("search_clip", path)
+    search_clip = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(search_clip)
+    row = search_record("clip_search")["candidates"][scorecard.CLIP_ROW]
+    again = search_clip.summarize(row["runs"])
+    assert again["gain_per_seed"] == pytest.approx(row["summary"]["gain_per_seed"])
+    for column in ("stage 0 + stage 1", "stage 0 + control"):
+        assert again[column]["average"] == pytest.approx(row["summary"][column]["average"])
+        assert again[column]["interval"] == pytest.approx(row["summary"][column]["interval"])
+    assert again["intervals_overlap"] == row["summary"]["intervals_overlap"]
 
 
 def test_every_claim_shows_in_a_chapter_of_the_book():

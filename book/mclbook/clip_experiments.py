@@ -10,7 +10,7 @@ Three scales (:data:`CLIP_PRESETS`):
   train in every stage (``lock_text=False``, ``unlocked_groups=None``): a text tower trained from
   scratch on the same scenes suppresses the same details as the image tower, so locking it (the
   paper's choice for OpenAI's text tower) leaves the stages nothing new to align to. Scored on the generated
-  MMVP-layout benchmark (:func:`mcl.data.mmvp.write_synthetic_mmvp`, 9 patterns x 30 pairs) and on
+  MMVP-layout benchmark (:func:`mcl.data.mmvp.write_synthetic_mmvp`, 9 patterns x 150 pairs) and on
   retrieval of held-out scenes and of the COCO images of the offline mirror. No pretrained CLIP
   weights, MMVP images, CC12M or Flickr30k exist offline, so this is the closest faithful setting.
 * ``paper`` (GPUs): the authors' recipe, as their command line gives it. Stage 0 is OpenAI's pretrained
@@ -113,7 +113,7 @@ class ClipPreset:
     lock_text: bool = False
     mmvp: str = "synthetic"
     mmvp_root: str | None = None
-    mmvp_pairs_per_pattern: int = 30
+    mmvp_pairs_per_pattern: int = 150  # one pair moves a pattern by 0.7 points
     retrieval: tuple[str, ...] = ("scenes", "coco")
     n_retrieval: int = 500
     soup: str = "all"
@@ -523,28 +523,113 @@ def mmvp_stage_scores(
     return out
 
 
+N_BOOT = 2000  # bootstrap replicates of every MMVP interval
+
+
 def mmvp_metrics(result: MMVPResult) -> dict[str, Any]:
-    """A results-file entry: per-pattern accuracy (fraction in [0, 1], paper column names), the average,
-    and the number of pairs per pattern."""
+    """A results-file entry: per-pattern accuracy (fraction in [0, 1], paper column names), the average with
+    its bootstrap 95 % interval over pairs (:meth:`mcl.clip.eval.MMVPResult.interval`), and the number of
+    pairs per pattern."""
     counts: dict[str, int] = {}
     for name in result.patterns:
         counts[name] = counts.get(name, 0) + 1
+    _, low, high = result.interval(n_boot=N_BOOT)
     return {
         "per_pattern": {k: v / 100 for k, v in abbreviate(result.per_pattern).items()},
         "average": result.average / 100,
+        "interval": [low / 100, high / 100],
         "pairs": abbreviate(counts),
     }
 
 
 def mmvp_table(results: Mapping[str, MMVPResult], paper: Mapping[str, Mapping[str, float]] | None = None):
     """A pandas DataFrame in % (rows: the paper's rows, marked "paper: ...", then ours; columns: the nine
-    patterns and the average), as the paper prints its MMVP tables."""
+    patterns, the average and, for our rows, the bootstrap 95 % interval of the average over pairs), as the
+    paper prints its MMVP tables."""
     import pandas as pd
 
     rows = {f"paper: {name}": dict(values) for name, values in (paper or {}).items()}
     rows.update({f"this run: {name}": abbreviate(r.row()) for name, r in results.items()})
     columns = [PATTERN_ABBREVIATIONS[p] for p in PATTERNS] + ["average"]
-    return pd.DataFrame.from_dict(rows, orient="index")[columns].round(1)
+    frame = pd.DataFrame.from_dict(rows, orient="index")[columns].round(1)
+    intervals = [""] * len(paper or {})
+    for r in results.values():
+        _, low, high = r.interval(n_boot=N_BOOT)
+        intervals.append(f"[{low:.1f}, {high:.1f}]")
+    frame["95 % interval"] = intervals
+    return frame
+
+
+# ------------------------------------------------------------------------ the CLIP search record
+# (book/search_clip.py writes book/data/clip_search.json; chapter 7 reads it)
+SEARCH_PRESET_ROW = "book preset"
+SEARCH_LONGER_ROW = "book preset, 20 epochs per stage"
+SEARCH_COLUMNS = ("stage 0", "stage 1", "control", "stage 0 + stage 1", "stage 0 + control")
+
+
+def _cell(entry: Mapping[str, Any], unit: str = "") -> str:
+    return f"{entry['average']:.1f}{unit} [{entry['interval'][0]:.1f}, {entry['interval'][1]:.1f}]"
+
+
+def clip_search_table(record: Mapping[str, Any]):
+    """The CLIP search record as a pandas DataFrame (index: setting and seed, or "mean s0, s1, ..." for the
+    seed-averaged row of a setting run at several seeds): MMVP average % [95 % interval over pairs] of every
+    column, and the paired gain of stage 0 + stage 1 over stage 0 + control."""
+    import pandas as pd
+
+    rows = []
+    for name, row in record["candidates"].items():
+        for seed, run in sorted(row["runs"].items(), key=lambda kv: int(kv[0])):
+            rows.append(
+                {"setting": name, "seed": seed}
+                | {c: _cell(run["mmvp"][c]) for c in SEARCH_COLUMNS}
+                | {"gain": _cell(run["gain"] | {"average": run["gain"]["mean"]})}
+            )
+        if len(row["runs"]) > 1:
+            summary = row["summary"]
+            rows.append(
+                {"setting": name, "seed": "mean " + ", ".join(map(str, summary["seeds"]))}
+                | {c: _cell(summary[c]) for c in SEARCH_COLUMNS}
+                | {"gain": f"{summary['gain_mean']:.1f} (sd {summary['gain_seed_sd']:.1f} over seeds)"}
+            )
+    return pd.DataFrame(rows).set_index(["setting", "seed"])
+
+
+def clip_search_numbers(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers chapter 7 quotes from the CLIP search record: the book preset's seed-averaged columns
+    (text with intervals), its per-seed gains and their mean, whether the two concatenations' intervals
+    overlap, the same gains with 20 epochs per stage, and how the settings run at seed 0 only compare with
+    the book preset's seed-0 gain."""
+    preset = record["candidates"][SEARCH_PRESET_ROW]
+    summary, longer = preset["summary"], record["candidates"][SEARCH_LONGER_ROW]["summary"]
+    others = {
+        name: row["runs"]["0"]["gain"]["mean"]
+        for name, row in record["candidates"].items()
+        if list(row["runs"]) == ["0"]
+    }
+    seed0 = preset["runs"]["0"]["gain"]["mean"]
+    return {
+        "mcl": _cell(summary["stage 0 + stage 1"], " %"),
+        "control": _cell(summary["stage 0 + control"], " %"),
+        "stage1": _cell(summary["stage 1"], " %"),
+        "control1": _cell(summary["control"], " %"),
+        "apart": "overlap" if summary["intervals_overlap"] else "do not overlap",
+        "gain": summary["gain_mean"],
+        "gains": ", ".join(f"{g:.1f}" for g in summary["gain_per_seed"].values()),
+        "longer_gain": longer["gain_mean"],
+        "longer_gains": ", ".join(f"{g:.1f}" for g in longer["gain_per_seed"].values()),
+        "target": record["target"],
+        "n_others": len(others),
+        "n_better": sum(g > seed0 for g in others.values()),
+        "preset_seed0": seed0,
+        "others_best": max(others.values()),
+        "others_worst": min(others.values()),
+    }
+
+
+def search_commands(record: Mapping[str, Any]) -> list[str]:
+    """The distinct commands that measured a CLIP search record's runs."""
+    return sorted({run["command"] for row in record["candidates"].values() for run in row["runs"].values()})
 
 
 def per_pattern_frame(results: Mapping[str, MMVPResult]):

@@ -16,6 +16,7 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -44,6 +45,10 @@ class MMVPResult:
     def row(self) -> dict[str, float]:
         """per_pattern plus ``"average"``: one row of the paper's table."""
         return {**self.per_pattern, "average": self.average}
+
+    def interval(self, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+        """``(average, low, high)`` in %: the bootstrap interval over pairs of :func:`bootstrap_average`."""
+        return bootstrap_average(self.right, self.patterns, n_boot=n_boot, level=level, seed=seed)
 
 
 def score_mmvp(
@@ -86,6 +91,47 @@ def score_mmvp(
             per_pattern[name] = 100.0 * right[mask].float().mean().item()
     average = sum(per_pattern.values()) / len(per_pattern)
     return MMVPResult(per_pattern, average, right, probs, list(patterns))
+
+
+def bootstrap_average(
+    right: Tensor,
+    patterns: Sequence[str],
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """The MMVP average (%) of per-pair scores and its percentile bootstrap interval over pairs.
+
+    right: ``[P]`` per-pair scores, bool (a pair right or not, :attr:`MMVPResult.right`) or float (e.g.
+    the mean of ``right`` over seeds, or the difference of two models' ``right`` on the same pairs for
+    a paired interval of a difference); patterns: the pattern of each pair. The average is the mean over
+    patterns of each pattern's mean score, as :func:`score_mmvp`. Each of the ``n_boot`` replicates
+    resamples pairs with replacement *within each pattern* (stratified: every pattern keeps its number of
+    pairs, so every replicate averages the same patterns); the interval is the ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` quantiles of the replicates' averages. Seeded (numpy's ``default_rng(seed)``;
+    the patterns draw in order of first appearance). Returns ``(average, low, high)`` in %.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot={n_boot} must be >= 1 (2000 typical)")
+    if not 0 < level < 1:
+        raise ValueError(f"level={level} must be in (0, 1), e.g. 0.95")
+    scores = torch.as_tensor(right).detach().double().cpu().numpy()
+    if scores.ndim != 1 or len(scores) != len(patterns) or not len(scores):
+        raise ValueError(
+            f"right must be [P] with P = len(patterns) = {len(patterns)} > 0, got {scores.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    names = np.asarray(patterns)
+    replicates, means = np.zeros(n_boot), []
+    order = list(dict.fromkeys(patterns))
+    for name in order:
+        own = scores[names == name]
+        means.append(own.mean())
+        replicates += own[rng.integers(len(own), size=(n_boot, len(own)))].mean(axis=1)
+    replicates *= 100.0 / len(order)
+    low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
+    return 100.0 * float(np.mean(means)), float(low), float(high)
 
 
 def mmvp_features(

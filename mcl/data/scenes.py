@@ -22,6 +22,7 @@ neighbour, so no font file is needed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -52,6 +53,7 @@ SCENE_COLORS: dict[str, tuple[int, int, int]] = {
 DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
 WORDS: tuple[str, ...] = ("cat", "dog", "sun", "car", "hat", "box", "cup", "pen")
 COUNTS: tuple[int, ...] = (1, 2, 3)
+MENTION_STREAM = 6007  # caption_scenes draws which clauses to leave out from (seed, this)
 _NUMBER_WORDS = {1: "one", 2: "two", 3: "three"}
 _SHAPE_PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles"}
 
@@ -165,9 +167,38 @@ def describe(spec: SceneSpec, prop: str) -> str:
     return f"{subject} {be} seen {'up close' if spec.near else 'from far away'}"
 
 
-def caption(spec: SceneSpec) -> str:
-    """All nine clauses, in the order of ``PROPERTIES``, joined by ``", "``."""
-    return ", ".join(describe(spec, p) for p in PROPERTIES)
+def caption(spec: SceneSpec, properties: Sequence[str] = PROPERTIES) -> str:
+    """The clauses of ``properties`` (default all nine), in the order of ``PROPERTIES``, joined by
+    ``", "``."""
+    chosen = {_check_property(p) for p in properties}
+    return ", ".join(describe(spec, p) for p in PROPERTIES if p in chosen)
+
+
+def caption_scenes(
+    specs: Sequence[SceneSpec], *, mention: Mapping[str, float] | None = None, seed: int = 0
+) -> list[str]:
+    """One caption per scene: all nine clauses, or with ``mention`` each property's clause only with its
+    probability (properties not named: 1), drawn independently per scene and property.
+
+    The draws come from the random stream ``(seed, MENTION_STREAM)``, apart from the scenes' own, so
+    ``make_captioned_scenes(n, seed=s, mention=m)`` has the images of ``make_captioned_scenes(n, seed=s)``;
+    the same (specs, mention, seed) always give the same captions. A caption may be empty when every
+    clause is left out.
+    """
+    if mention is None:
+        return [caption(spec) for spec in specs]
+    unknown = set(mention) - set(PROPERTIES)
+    if unknown:
+        raise ValueError(f"mention names {sorted(unknown)}, which are not scene properties; use {PROPERTIES}")
+    bad = {p: q for p, q in mention.items() if not 0.0 <= q <= 1.0}
+    if bad:
+        raise ValueError(f"mention={bad} must be probabilities in [0, 1]")
+    probability = np.array([mention.get(p, 1.0) for p in PROPERTIES])
+    keep = np.random.default_rng([seed, MENTION_STREAM]).random((len(specs), len(PROPERTIES))) < probability
+    return [
+        caption(spec, [p for p, k in zip(PROPERTIES, row, strict=True) if k])
+        for spec, row in zip(specs, keep, strict=True)
+    ]
 
 
 def sample_scene(rng: np.random.Generator) -> SceneSpec:
@@ -305,14 +336,18 @@ def render_scenes(specs: list[SceneSpec], size: int = 64, supersample: int = 4) 
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-def make_captioned_scenes(n: int, *, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+def make_captioned_scenes(
+    n: int, *, size: int = 64, seed: int = 0, mention: Mapping[str, float] | None = None
+) -> tuple[torch.Tensor, list[str]]:
     """``n`` random scenes and their captions: uint8 ``[n, 3, size, size]`` and ``n`` strings.
 
     Every property is drawn independently (see ``sample_scene``); the caption joins one clause per
-    property in the vocabulary of the synthetic MMVP statements (``describe``). Deterministic per seed.
+    property in the vocabulary of the synthetic MMVP statements (``describe``), or, with ``mention``
+    (property -> probability), leaves clauses out at random (:func:`caption_scenes`; the images stay
+    those of the full captions). Deterministic per seed.
     """
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"n={n!r} must be a non-negative int")
     rng = np.random.default_rng(seed)
     specs = [sample_scene(rng) for _ in range(n)]
-    return render_scenes(specs, size), [caption(s) for s in specs]
+    return render_scenes(specs, size), caption_scenes(specs, mention=mention, seed=seed)
