@@ -9,7 +9,8 @@ behind a "show code" toggle included (a reader can open them). The book's own se
 
 Without Chromium the tests are skipped, unless ``MCL_REQUIRE_BROWSER=1`` (``.ci/run`` sets it, after
 installing Chromium), which makes a missing browser a failure. ``MCL_SCREENSHOTS=<folder>`` also saves a
-full-page PNG of every page there.
+full-page PNG of every page there. ``MCL_BROWSER_SCALE=book`` checks the book already built at that scale
+(``make book``) instead of building the smoke one.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.slow  # builds the smoke book and drives a browser
 MAX_PAGE_HEIGHT_PX = 24_000
 WINDOW = (1280, 900)
 PAGES = [f"{page}.html" for page in chapters_in_toc(ROOT / "_toc.yml")]
+SCALE = os.environ.get("MCL_BROWSER_SCALE", "smoke")
 
 PROGRESS_BAR = re.compile(r"\d{1,3}%\|")
 # an absolute path: a slash at the start of a word (after a space, a quote, a bracket or "="), then at
@@ -72,9 +74,14 @@ def browser_binaries() -> tuple[str, str] | None:
 
 
 @pytest.fixture(scope="module")
-def site(smoke_book):
-    """The smoke book's HTML served on 127.0.0.1 (the search needs HTTP, not file://); yields the base URL."""
-    html = SMOKE / "_build" / "html"
+def site(request):
+    """The book's HTML (the smoke book, built here, or ``MCL_BROWSER_SCALE``'s, built before) served on
+    127.0.0.1 (the search needs HTTP, not file://); yields the base URL."""
+    if SCALE == "smoke":
+        request.getfixturevalue("smoke_book")
+    html = (SMOKE if SCALE == "smoke" else ROOT / "_build" / SCALE) / "_build" / "html"
+    if not (html / "index.html").exists():
+        pytest.fail(f"{html} has no book: run make book SCALE={SCALE} first")
     handler = functools.partial(QuietHandler, directory=str(html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -189,7 +196,7 @@ def test_page_shows_no_progress_bar_path_or_warning(pages, page):
 @pytest.mark.parametrize("page", PAGES)
 def test_page_says_how_it_was_built_and_is_not_too_tall(pages, page):
     seen = pages[page]
-    assert len(seen["provenance"]) >= 1 and "built at scale smoke" in seen["provenance"][0].lower(), page
+    assert len(seen["provenance"]) >= 1 and f"built at scale {SCALE}" in seen["provenance"][0].lower(), page
     assert seen["height"] <= MAX_PAGE_HEIGHT_PX, f"{page} is {seen['height']} px tall"
 
 
