@@ -1,6 +1,7 @@
 """mclbook.build's helpers: kernel threads when chapters run side by side, longest-first hints."""
 
 import json
+import subprocess
 from pathlib import Path
 
 from mclbook import build
@@ -27,3 +28,34 @@ def test_expected_seconds_prefer_this_build_then_the_committed_results(tmp_path,
     write(tmp_path / "_build" / "book" / "results", 3.0)
     assert build.expected_seconds("ch", "book") == 3.0
     assert build.expected_seconds("ch", "smoke") == 0.0
+
+
+def test_an_execution_whose_kernel_did_not_start_is_started_again(tmp_path, monkeypatch):
+    """papermill's kernel can die before its first cell when two kernels take the same port; the build starts
+    such an execution again (up to KERNEL_START_ATTEMPTS times), and any other failure at once fails."""
+
+    def fake_papermill(outcomes):
+        calls = []
+
+        def run(cmd, *, stdout, **kwargs):
+            message, code = outcomes[len(calls)]
+            calls.append(cmd)
+            stdout.write(message)
+            return subprocess.CompletedProcess(cmd, code)
+
+        return calls, run
+
+    log, args = tmp_path / "chapter.log", (tmp_path / "in.ipynb", tmp_path / "out.ipynb", {"seed": 1}, {})
+    not_started = (f"ZMQError: Address already in use\n{build.KERNEL_NOT_STARTED}\n", 1)
+    calls, run = fake_papermill([not_started, ("ran every cell\n", 0)])
+    monkeypatch.setattr(build.subprocess, "run", run)
+    assert build.execute(*args, log, cwd=tmp_path) and len(calls) == 2
+    assert log.read_text() == "ran every cell\n"  # the log of the execution that ran
+
+    calls, run = fake_papermill([("NameError in cell 3\n", 1), ("unused", 0)])
+    monkeypatch.setattr(build.subprocess, "run", run)
+    assert not build.execute(*args, log, cwd=tmp_path) and len(calls) == 1
+
+    calls, run = fake_papermill([not_started] * build.KERNEL_START_ATTEMPTS)
+    monkeypatch.setattr(build.subprocess, "run", run)
+    assert not build.execute(*args, log, cwd=tmp_path) and len(calls) == build.KERNEL_START_ATTEMPTS

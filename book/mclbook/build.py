@@ -126,10 +126,22 @@ def execute(
     ]
     for key, value in parameters.items():
         cmd += ["-p", key, str(value)]
-    log.write_text("")
-    # appended to, not overwritten: the kernel appends its progress bars to the same file (MCL_PROGRESS)
-    with log.open("a") as handle:
-        return subprocess.run(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode == 0
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        log.write_text("")
+        # appended to, not overwritten: the kernel appends its progress bars to the same file (MCL_PROGRESS)
+        with log.open("a") as handle:
+            if subprocess.run(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode == 0:
+                return True
+        if KERNEL_NOT_STARTED not in log.read_text(errors="replace") or attempt == KERNEL_START_ATTEMPTS:
+            return False
+        say(f"{notebook.stem}: its kernel did not start (attempt {attempt}); starting it again")
+    return False
+
+
+# Two kernels started at the same moment can pick the same free TCP port (jupyter_client chooses ports before
+# binding them); the second then dies before running any cell. Such an execution is started again.
+KERNEL_NOT_STARTED = "Kernel died before replying to kernel_info"
+KERNEL_START_ATTEMPTS = 3
 
 
 def expected_seconds(name: str, scale: str) -> float:
