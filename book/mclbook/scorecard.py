@@ -75,8 +75,11 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 
 
 def _pm(values: list[float], digits: int = 3) -> str:
+    """Mean ± standard deviation over seeds, and how many; one seed has no spread to show."""
     mean, sd = _mean_sd(values)
-    return f"{mean:.{digits}f} ± {sd:.{digits}f} ({len(values)} seed{'s' if len(values) > 1 else ''})"
+    if len(values) == 1:
+        return f"{mean:.{digits}f} (1 seed)"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f} ({len(values)} seeds)"
 
 
 def _judge_suppression(data: str, attribute: str) -> Callable[[Mapping[str, Any]], Finding]:
