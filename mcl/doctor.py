@@ -38,8 +38,8 @@ from mcl.data import sources
 # is the notebook's CPU seconds times the reference speed over this machine's speed in wall time.
 WORKSHOP_DATA = ("trifeature", "mnist", "cifar10")
 WORKSHOP_REFERENCE: dict[str, dict[str, float]] = {
-    "01_feature_suppression": {"cpu_seconds": 120.2, "views_per_cpu_s": 1425.7},
-    "02_mcl_step_by_step": {"cpu_seconds": 109.2, "views_per_cpu_s": 1297.6},
+    "01_feature_suppression": {"cpu_seconds": 111.4, "views_per_cpu_s": 1064.3},
+    "02_mcl_step_by_step": {"cpu_seconds": 139.8, "views_per_cpu_s": 1120.9},
 }
 FRONTENDS = ("jupyterlab", "notebook")
 
