@@ -39,13 +39,13 @@ def test_missing_results_names_the_fix(tmp_path):
         load_results("absent", scale="smoke", directory=tmp_path)
 
 
-def test_recorded_commands_name_output_files_without_the_recording_machines_folders():
+def test_recorded_commands_name_the_interpreter_and_output_files_without_the_recording_machines_folders():
     command = ".venv/bin/python book/search_trifeature.py --only 'a b' --out /tmp/ts2/g2.json --seed 1"
-    assert (
-        portable_command(command)
-        == ".venv/bin/python book/search_trifeature.py --only 'a b' --out g2.json --seed 1"
-    )
+    assert portable_command(command) == "python book/search_trifeature.py --only 'a b' --out g2.json --seed 1"
+    assert portable_command("/opt/x/.venv/bin/python3.11 book/s.py") == "python3.11 book/s.py"
+    assert portable_command("python book/s.py --out a/b.json") == "python book/s.py --out a/b.json"
     assert portable_command("x --out=/tmp/a.json") == "x --out=a.json"
     assert portable_command("x --out s.json") == "x --out s.json"
     for name in ("trifeature_search", "cifar_mnist_search"):
         assert "/tmp/" not in json.dumps(search_record(name))
+

@@ -117,8 +117,10 @@ def committed_results(name: str, scale: str = "paper") -> dict[str, Any] | None:
 
 
 def portable_command(command: str) -> str:
-    """A recorded command as a reader would run it: an output file given by an absolute path on the
-    machine that ran it (``--out /tmp/ts/a.json``) named by its file name only (``--out a.json``)."""
+    """A recorded command as a reader would run it: the interpreter by its name (``.venv/bin/python`` ->
+    ``python``: the recording machine's environment is not the reader's), and an output file given by an
+    absolute path on that machine (``--out /tmp/ts/a.json``) by its file name only (``--out a.json``)."""
+    command = re.sub(r"^(?:\S*/)?(python[\d.]*)(?=\s|$)", r"\1", command)
     return re.sub(r"(--out[ =])/\S*/([^/\s]+)", r"\1\2", command)
 
 
