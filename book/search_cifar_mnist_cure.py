@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
 from threadpoolctl import threadpool_limits
 
 from mcl.cluster import ami
 from mcl.evaluate import probe_models
 from mcl.simclr import SimCLRRecipe, mcl_simclr, train_recipe
 from mclbook import experiments
+from mclbook.results import updating_record
 from mclbook.scales import Preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,22 +161,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     threadpool_limits(1)
     command = shlex.join([".venv/bin/python", "book/search_cifar_mnist_cure.py", *sys.argv[1:]])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.only or list(CANDIDATES):
         for seed in args.seed or [0]:
             print(f"[search] {name}, seed {seed}", flush=True)
             stamp = {"command": command, "date": datetime.date.today().isoformat(), "cpu_threads": 1}
             measured = measure(name, seed, args.device) | stamp
             print(json.dumps({k: measured[k] for k in (*TARGETS, "seconds")}), flush=True)
-            with FileLock(str(args.out) + ".lock"):
-                record = json.loads(args.out.read_text()) if args.out.exists() else {"candidates": {}}
+            with updating_record(args.out) as record:
                 record.update(
                     targets=TARGETS,
                     base={"data": BASE_DATA, "recipe": BASE_RECIPE},
                     device=args.device,
                 )
                 record["candidates"].setdefault(name, {})[str(seed)] = measured
-                args.out.write_text(json.dumps(record, indent=1) + "\n")
     return 0
 
 

@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock
 from threadpoolctl import threadpool_limits
 
 from mcl.clip import encode_images
@@ -52,6 +51,7 @@ from mcl.data.mmvp import PATTERNS
 from mcl.data.scenes import PROPERTIES, caption_scenes
 from mcl.evaluate import probe_attributes
 from mclbook import clip_experiments as ce
+from mclbook.results import updating_record
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 5.0  # points of MMVP average
@@ -339,7 +339,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     threadpool_limits(1)
     command = shlex.join([".venv/bin/python", "book/search_clip.py", *sys.argv[1:]])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.only or list(CANDIDATES):
         for seed in args.seed or [0]:
             print(f"[search] {name}, seed {seed}", flush=True)
@@ -347,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             measured = measure(name, seed, args.device) | stamp
             short = {k: round(v["average"], 1) for k, v in measured["mmvp"].items()}
             print(json.dumps({**short, "gain": measured["gain"], "seconds": measured["seconds"]}), flush=True)
-            with FileLock(str(args.out) + ".lock"):
-                record = json.loads(args.out.read_text()) if args.out.exists() else {"candidates": {}}
+            with updating_record(args.out) as record:
                 record.update(
                     target=TARGET,
                     benchmark={"pairs_per_pattern": BENCH_PAIRS, "seed": BENCH_SEED, "n_boot": N_BOOT},
@@ -358,7 +356,6 @@ def main(argv: list[str] | None = None) -> int:
                 row = record["candidates"].setdefault(name, {"runs": {}})
                 row["runs"][str(seed)] = measured
                 row["summary"] = summarize(row["runs"])
-                args.out.write_text(json.dumps(record, indent=1) + "\n")
     return 0
 
 

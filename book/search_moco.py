@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
 from threadpoolctl import threadpool_limits
 
 from mcl.evaluate import probe_models
 from mcl.moco import MoCo, train_moco
 from mcl.simclr import build_model, train_recipe
 from mclbook import experiments
+from mclbook.results import updating_record
 from mclbook.scales import preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,11 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         measured = measure(name, args.seed, args.device)
         measured |= {"command": command, "date": datetime.date.today().isoformat(), "cpu_threads": 1}
         print(json.dumps({k: measured[k] for k in ("moco_probe", "simclr_probe", "seconds")}), flush=True)
-        with FileLock(str(args.out) + ".lock"):
-            record = json.loads(args.out.read_text()) if args.out.exists() else {"candidates": {}}
+        with updating_record(args.out) as record:
             record.update(base={"moco": BASE, "data": "trifeature book preset"}, device=args.device)
             record["candidates"].setdefault(name, {})[str(args.seed)] = measured
-            args.out.write_text(json.dumps(record, indent=1) + "\n")
     return 0
 
 

@@ -33,6 +33,7 @@ from mcl.cluster import ami
 from mcl.evaluate import probe_models
 from mcl.simclr import mcl_simclr, train_recipe
 from mclbook import experiments
+from mclbook.results import updating_record
 from mclbook.scales import preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,18 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     threadpool_limits(1)
     command = shlex.join([".venv/bin/python", "book/search_trifeature.py", *sys.argv[1:]])
     stamp = {"command": command, "date": datetime.date.today().isoformat(), "seed": args.seed}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.only or list(CANDIDATES):
         print(f"[search] {name}", flush=True)
         measured = measure(name, args.seed, args.device) | stamp
         print(json.dumps(measured), flush=True)
-        # Re-read before writing: several searches may run side by side, each on one thread.
-        record = json.loads(args.out.read_text()) if args.out.exists() else {"candidates": {}}
-        record.update(
-            margin=MARGIN, base=f"trifeature book preset with {BASE}", device=args.device, cpu_threads=1
-        )
-        record["candidates"][name if args.seed == 0 else f"{name}, seed {args.seed}"] = measured
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        # several searches may run side by side, each on one thread: merged under a lock
+        with updating_record(args.out) as record:
+            record.update(
+                margin=MARGIN, base=f"trifeature book preset with {BASE}", device=args.device, cpu_threads=1
+            )
+            record["candidates"][name if args.seed == 0 else f"{name}, seed {args.seed}"] = measured
     return 0
 
 

@@ -49,3 +49,19 @@ def test_recorded_commands_name_the_interpreter_and_output_files_without_the_rec
     for name in ("trifeature_search", "cifar_mnist_search"):
         assert "/tmp/" not in json.dumps(search_record(name))
 
+
+def test_updating_record_creates_merges_and_keeps_other_rows(tmp_path):
+    from mclbook.results import updating_record
+
+    path = tmp_path / "sub" / "search.json"
+    with updating_record(path) as record:
+        assert record == {"candidates": {}}
+        record["candidates"]["a"] = {"0": 1.0}
+    with updating_record(path) as record:  # a second search adds its row beside the first
+        record["candidates"]["b"] = {"0": 2.0}
+        record["base"] = "x"
+    assert json.loads(path.read_text()) == {"candidates": {"a": {"0": 1.0}, "b": {"0": 2.0}}, "base": "x"}
+    with pytest.raises(RuntimeError), updating_record(path) as record:  # a failed update writes nothing
+        record["candidates"].clear()
+        raise RuntimeError("measurement failed")
+    assert set(json.loads(path.read_text())["candidates"]) == {"a", "b"}

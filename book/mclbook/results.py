@@ -9,16 +9,19 @@ records the git commit, versions, device, CPU threads, wall time, seed and param
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import platform
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 import mcl
 from mcl.files import atomic_write_text
@@ -130,6 +133,19 @@ def _portable(value: Any) -> Any:
     if isinstance(value, list):
         return [_portable(v) for v in value]
     return value
+
+
+@contextlib.contextmanager
+def updating_record(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """A search record to change in place: read from ``path`` (``{"candidates": {}}`` when absent), yielded
+    to the caller, then written back (indented JSON, atomically), all under a file lock beside it, so that
+    searches running side by side merge their rows instead of overwriting each other's."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        record = json.loads(path.read_text()) if path.exists() else {"candidates": {}}
+        yield record
+        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
 
 
 def search_record(name: str) -> dict[str, Any]:
