@@ -10,9 +10,11 @@ from mclbook import build
 def test_kernels_share_the_cores_when_chapters_run_side_by_side(monkeypatch):
     monkeypatch.setattr(build.os, "cpu_count", lambda: 8)
     assert build.kernel_env({"A": "1"}, 1) == {"A": "1"}
-    assert build.kernel_env({}, 2) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+    assert build.kernel_env({}, 2) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4", "MCL_WORKERS": "2"}
     assert build.kernel_env({}, 16)["OMP_NUM_THREADS"] == "1"
-    assert build.kernel_env({"OMP_NUM_THREADS": "3"}, 2) == {"OMP_NUM_THREADS": "3"}  # the caller's choice
+    # the caller's choices
+    assert build.kernel_env({"OMP_NUM_THREADS": "3"}, 2) == {"OMP_NUM_THREADS": "3", "MCL_WORKERS": "2"}
+    assert build.kernel_env({"MCL_WORKERS": "1"}, 2)["MCL_WORKERS"] == "1"
 
 
 def test_expected_seconds_prefer_this_build_then_the_committed_results(tmp_path, monkeypatch):

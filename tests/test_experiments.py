@@ -8,6 +8,7 @@ import torch
 
 from mcl.augment import NoAugment
 from mcl.data.base import LabeledImages
+from mcl.evaluate import probe_models as reference_probe
 from mcl.losses import IFMLoss, grouped_loss, nt_xent
 from mcl.schedules import TemperatureSchedule
 from mcl.simclr import SimCLRRecipe
@@ -236,3 +237,84 @@ def test_moco_run_is_cached_and_probed_through_its_query_backbone(results):
     experiments.moco("tiny", TINY, data, scale="smoke", seed=3, device="cpu", progress=False, temperature=0.1)
     experiments.simclr("tiny", TINY, data, scale="smoke", seed=3, device="cpu", progress=False)
     assert len(list(experiments.runs_dir("smoke").glob("*/last.pt"))) == 3
+
+
+def test_a_probe_is_stored_once_and_read_back_unchanged(results, monkeypatch):
+    import mcl.evaluate
+
+    data = tiny_images()
+    train, test = data.subset(slice(0, 128)), data.subset(slice(128, None))
+    model = experiments.random_model(TINY, train, seed=0)
+    reference = reference_probe([model], train, test, device="cpu")
+    calls = []
+    monkeypatch.setattr(
+        mcl.evaluate, "probe_models", lambda *a, **k: calls.append(1) or reference_probe(*a, **k)
+    )
+    first = experiments.probe([model], train, test, scale="smoke", device="cpu")
+    again = experiments.probe([model], train, test, scale="smoke", device="cpu")
+    assert first == again == reference and list(first) == list(reference) and len(calls) == 1
+    other = experiments.random_model(TINY, train, seed=1)  # other weights: probed anew
+    assert experiments.probe([model, other], train, test, scale="smoke", device="cpu") == reference_probe(
+        [model, other], train, test, device="cpu"
+    )
+    relabeled = LabeledImages(test.images, {"a": (test.labels["a"] + 1) % 3})  # other labels: probed anew
+    experiments.probe([model], train, relabeled, scale="smoke", device="cpu")
+    assert len(calls) == 3 and len(list(experiments.probes_dir("smoke").glob("*.json"))) == 3
+
+
+def test_comparison_plan_lists_chapter_3s_runs_in_its_order():
+    plan = experiments.comparison_plan(
+        "trifeature", TINY, [0, 1], baselines=("fd", "ifm"), ts={"period": 3}, fd={"views": "viewmaker"}
+    )
+    assert list(plan) == [
+        (0, "SimCLR"), (0, "MCL"), (0, "SimCLR ensemble"), (0, "IFM"), (0, "FD"),
+        (1, "SimCLR"), (1, "MCL"), (1, "SimCLR ensemble"),
+    ]  # fmt: skip
+    assert plan[1, "SimCLR ensemble"] == [experiments.Run("trifeature", "simclr", s) for s in (1, 1001)]
+    assert plan[0, "FD"] == [experiments.Run("trifeature", "fd", 0, (("views", "viewmaker"),))]
+    with pytest.raises(ValueError, match="baselines \\['moco'\\] unknown"):
+        experiments.comparison_plan("trifeature", TINY, [0], baselines=("moco",))
+    with pytest.raises(ValueError, match="method='supervised'"):
+        experiments.Run("trifeature", "supervised")
+
+
+def test_training_workers_come_from_mcl_workers(monkeypatch):
+    monkeypatch.delenv("MCL_WORKERS", raising=False)
+    assert experiments.training_workers() == 1
+    monkeypatch.setenv("MCL_WORKERS", "3")
+    assert experiments.training_workers() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("MCL_WORKERS", bad)
+        with pytest.raises(ValueError, match="MCL_WORKERS="):
+            experiments.training_workers()
+    with pytest.raises(ValueError, match="workers=0"):
+        experiments.Trainer(scale="smoke", workers=0)
+
+
+@pytest.mark.slow
+def test_runs_trained_ahead_by_workers_equal_runs_trained_in_the_chapter(tmp_path, monkeypatch):
+    """Two worker processes train a plan's runs (Trifeature, 1,000 renders at 16 px) while this process asks
+    for them in order: every model equals, weight for weight, the one trained here alone, and each run has
+    one checkpoint."""
+    setup = TINY
+    train, _ = experiments.load_data("trifeature", setup)
+    runs = [
+        experiments.Run("trifeature", "mcl", 0),
+        experiments.Run("trifeature", "simclr", 1000),
+        experiments.Run("trifeature", "ifm", 0),
+    ]
+
+    def weights(folder: str, workers: int) -> list[dict[str, torch.Tensor]]:
+        monkeypatch.setenv("MCL_RESULTS_DIR", str(tmp_path / folder / "results"))
+        with experiments.Trainer(scale="smoke", device="cpu", workers=workers) as trainer:
+            trainer.start([(run, setup) for run in runs])
+            models = trainer.models(runs, setup, train)
+        return [m.state_dict() for m in models]
+
+    alone = weights("alone", 1)
+    ahead = weights("ahead", 2)
+    assert len(alone) == len(ahead) == setup.recipe.n_stages + 2
+    for a, b in zip(alone, ahead, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    checkpoints = sorted(p.parent.name for p in experiments.runs_dir("smoke").glob("*/last.pt"))
+    assert len(checkpoints) == len(set(checkpoints)) == setup.recipe.n_stages + 2

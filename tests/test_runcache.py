@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from mclbook import runcache
 from mclbook.runcache import exclusive, module_closure
@@ -100,3 +101,55 @@ def test_the_run_key_holds_the_cpu_threads(monkeypatch):
         assert runcache.run_key(code=code, seed=0) != key
     finally:
         torch.set_num_threads(threads)
+
+
+def test_weights_digest_names_the_weights_and_the_class():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    same = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    same.load_state_dict(model.state_dict())
+    assert runcache.weights_digest(model) == runcache.weights_digest(same)
+    with torch.no_grad():
+        same[0].weight[1, 2] += 1e-7  # one element, by less than float32's step at 1
+    assert runcache.weights_digest(model) != runcache.weights_digest(same)
+    same.load_state_dict(model.state_dict())
+    same[1].num_batches_tracked += 1  # buffers count too
+    assert runcache.weights_digest(model) != runcache.weights_digest(same)
+    other_class = torch.nn.ModuleList([torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2)])
+    other_class.load_state_dict(model.state_dict())
+    assert runcache.weights_digest(model) != runcache.weights_digest(other_class)
+
+
+def test_labeled_digest_names_images_and_every_label():
+    from mcl.data.base import LabeledImages
+
+    images = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    data = LabeledImages(images, {"a": torch.tensor([0, 1, 0, 1])})
+    assert runcache.labeled_digest(data) == runcache.labeled_digest(
+        LabeledImages(images.clone(), {"a": torch.tensor([0, 1, 0, 1])})
+    )
+    assert runcache.labeled_digest(data) != runcache.labeled_digest(
+        LabeledImages(images, {"a": torch.tensor([0, 1, 1, 1])})
+    )
+    brighter = images.clone()
+    brighter[3, 2, 1, 1] = 1
+    assert runcache.labeled_digest(data) != runcache.labeled_digest(
+        LabeledImages(brighter, {"a": torch.tensor([0, 1, 0, 1])})
+    )
+
+
+def test_weights_digest_reads_a_modules_extra_state():
+    class Queue(torch.nn.Module):
+        def __init__(self, pointer: list[int]) -> None:
+            super().__init__()
+            self.pointer = pointer
+            self.register_buffer("keys", torch.zeros(2, 3))
+
+        def get_extra_state(self) -> dict:
+            return {"pointer": self.pointer, "labels": None}
+
+        def set_extra_state(self, state: dict) -> None:
+            self.pointer = state["pointer"]
+
+    assert runcache.weights_digest(Queue([0, 1])) == runcache.weights_digest(Queue([0, 1]))
+    assert runcache.weights_digest(Queue([0, 1])) != runcache.weights_digest(Queue([1, 1]))

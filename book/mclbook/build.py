@@ -13,9 +13,10 @@ source, the parameters, the source of every module it imports (directly or not:
 :func:`mclbook.runcache.module_closure`) or the book's data files.
 
 ``--jobs N`` executes N chapters at a time, longest first (by the wall time in each chapter's last
-results file), each kernel with ``cpu_count / N`` threads. Chapters share cached training runs; a run is
-locked while it trains (:func:`mclbook.runcache.exclusive`), so a chapter that needs a run another one is
-training waits for it.
+results file), each kernel with ``cpu_count / N`` threads and N worker processes that train the chapter's
+runs ahead (:class:`mclbook.experiments.Trainer`). Chapters share cached training runs and probes; a run
+is locked while it trains (:func:`mclbook.runcache.exclusive`), so a chapter that needs a run another one
+is training waits for it.
 """
 
 from __future__ import annotations
@@ -155,9 +156,16 @@ def expected_seconds(name: str, scale: str) -> float:
 
 
 def kernel_env(env: dict[str, str], jobs: int) -> dict[str, str]:
-    """``env`` with each kernel's CPU threads set to ``cpu_count // jobs`` when chapters run side by side
-    (unless the caller set ``OMP_NUM_THREADS``): N kernels with all cores each would oversubscribe."""
-    if jobs == 1 or "OMP_NUM_THREADS" in env:
+    """``env`` for the kernels when chapters run side by side (``jobs`` > 1): each kernel's CPU threads
+    ``cpu_count // jobs`` (unless the caller set ``OMP_NUM_THREADS``: N kernels with all cores each would
+    oversubscribe), and ``jobs`` worker processes for a chapter's training runs (``MCL_WORKERS``, unless
+    set; see :class:`mclbook.experiments.Trainer`), so that a chapter left running alone, the longest,
+    still keeps every core busy."""
+    if jobs == 1:
+        return env
+    env = dict(env)
+    env.setdefault("MCL_WORKERS", str(jobs))
+    if "OMP_NUM_THREADS" in env:
         return env
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     return dict(env, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)

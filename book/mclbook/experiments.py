@@ -8,13 +8,15 @@ loader import. A rerun with the same inputs loads the finished checkpoint instea
 change to any of them trains anew. Runs are deterministic on the CPU for a seed and thread count, so a
 cached model is the model the code would train. Each run is locked while it trains
 (:func:`mclbook.runcache.exclusive`), so chapters executed side by side wait for a shared run instead of
-training it twice.
+training it twice. A :class:`Trainer` trains a chapter's runs (:class:`Run`, runs as data) ahead in worker
+processes while the chapter goes through them. Probes are cached the same way (:func:`probe`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -393,3 +395,205 @@ def ensemble_seeds(seed: int, n_models: int) -> list[int]:
 def random_model(preset: Preset, train: LabeledImages, *, seed: int = 0) -> torch.nn.Module:
     """The untrained network of the recipe (the random-initialisation control)."""
     return build_model(preset.recipe, train.images.shape[1], seed).eval()
+
+
+# ------------------------------------------------------------------------------------------ cached probes
+def probes_dir(scale: str) -> Path:
+    """Where probe results are kept: ``probes/`` beside the results folder (``_build/<scale>/probes``)."""
+    return results_dir(scale).parent / "probes"
+
+
+# the library modules a probe's numbers come from (the key hashes them and every module they import)
+PROBE_MODULES = ("mcl.evaluate",)
+
+
+def probe(
+    models: list[torch.nn.Module],
+    train: LabeledImages,
+    test: LabeledImages,
+    *,
+    scale: str,
+    device: str = "auto",
+) -> dict[str, float]:
+    """:func:`mcl.evaluate.probe_models` of ``models`` (their backbone features concatenated, one linear
+    probe per attribute), stored under ``probes_dir(scale)`` and read back when asked again.
+
+    Chapters probe the same models (chapter 3's SimCLR rows are chapter 1's runs, chapter 2's concatenation
+    is chapter 3's MCL row), and probing a concatenation of three models costs about half a training run on
+    the CPU. The key hashes every model's weights (:func:`mclbook.runcache.weights_digest`), both splits'
+    images and labels, the device, the CPU threads and the source of the probe's modules, so a stored probe
+    is the probe the code would compute; it is computed under a lock, once, when chapters run side by side."""
+    from mcl.device import resolve_device
+    from mcl.evaluate import probe_models
+
+    if not models:
+        raise ValueError("models is empty; pass the model(s) whose features to probe")
+    device = str(resolve_device(device))
+    key = runcache.run_key(
+        code=PROBE_MODULES,
+        models=[runcache.weights_digest(model) for model in models],
+        train=runcache.labeled_digest(train),
+        test=runcache.labeled_digest(test),
+        device=device,
+    )
+    path = probes_dir(scale) / f"{key}.json"
+    with exclusive(path):
+        if path.exists():
+            return json.loads(path.read_text())
+        accuracies = probe_models(models, train, test, device=device)
+        partial = path.with_name(f"{path.name}.partial")
+        partial.write_text(json.dumps(accuracies))
+        partial.replace(path)  # whole or absent, even when the process is killed while writing
+    return accuracies
+
+
+# ------------------------------------------------------------------------------------------ runs as data
+RUN_METHODS = ("simclr", "mcl", *BASELINES)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cached training run of experiment ``name``, as data (so a worker process can train it): ``method``
+    "simclr" (:func:`simclr`), "mcl" (every stage of :func:`multistage`) or a baseline ("ifm", "ts", "fd":
+    :func:`baseline`, with ``options`` its settings as sorted ``(name, value)`` pairs); ``data_seed`` the
+    seed :func:`load_data` drew its training data with."""
+
+    name: str
+    method: str
+    seed: int = 0
+    options: tuple[tuple[str, Any], ...] = ()
+    data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in RUN_METHODS:
+            raise ValueError(f"method={self.method!r}; a run is one of {RUN_METHODS}")
+
+
+def trained(
+    run: Run, preset: Preset, train: LabeledImages, *, scale: str, device: str = "auto", progress: bool = True
+) -> list[torch.nn.Module]:
+    """The models of ``run`` (MCL: one per stage; otherwise one), loaded from the run cache or trained on
+    ``train`` (the data :func:`load_data` gives with ``seed=run.data_seed``)."""
+    common = {
+        "scale": scale,
+        "seed": run.seed,
+        "device": device,
+        "progress": progress,
+        "data_seed": run.data_seed,
+    }
+    if run.method == "simclr":
+        return [simclr(run.name, preset, train, **common)]
+    if run.method == "mcl":
+        return list(multistage(run.name, preset, train, **common).models)
+    return [baseline(run.name, preset, train, run.method, **common, **dict(run.options))]
+
+
+def comparison_plan(
+    name: str,
+    preset: Preset,
+    seeds: list[int],
+    *,
+    baselines: tuple[str, ...] | list[str] = (),
+    **options: dict[str, float | str | None],
+) -> dict[tuple[int, str], list[Run]]:
+    """Chapter 3's runs on one data set: ``(seed, method) -> runs whose models are concatenated``, per seed
+    SimCLR, MCL and the equal-budget SimCLR ensemble (:func:`ensemble_seeds`, as many models as MCL has
+    stages), and at the first seed each of ``baselines`` ("ifm", "ts", "fd") with its ``options[key]``."""
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"baselines {sorted(unknown)} unknown; choose from {BASELINES}")
+    plan: dict[tuple[int, str], list[Run]] = {}
+    for s in seeds:
+        plan[s, "SimCLR"] = [Run(name, "simclr", s)]
+        plan[s, "MCL"] = [Run(name, "mcl", s)]
+        plan[s, "SimCLR ensemble"] = [
+            Run(name, "simclr", e) for e in ensemble_seeds(s, preset.recipe.n_stages)
+        ]
+        if s == seeds[0]:
+            for key in BASELINES:
+                if key in baselines:
+                    settings = {k: v for k, v in options.get(key, {}).items() if v is not None}
+                    plan[s, key.upper()] = [Run(name, key, s, tuple(sorted(settings.items())))]
+    return plan
+
+
+def training_workers() -> int:
+    """Worker processes a :class:`Trainer` trains ahead with: ``MCL_WORKERS`` (the build sets it when it runs
+    chapters side by side, see :mod:`mclbook.build`), else 1 (every run trains in the chapter's process)."""
+    value = os.environ.get("MCL_WORKERS", "1")
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"MCL_WORKERS={value!r} must be an int >= 1 (worker processes that train ahead)")
+    return int(value)
+
+
+_WORKER_DATA: dict[str, LabeledImages] = {}
+
+
+def _train_in_worker(run: Run, preset: Preset, scale: str, device: str, threads: int) -> None:
+    torch.set_num_threads(threads)  # the run key holds the threads: the chapter's, so the chapter finds it
+    data_key = json.dumps([run.name, preset.data, run.data_seed], sort_keys=True, default=str)
+    if data_key not in _WORKER_DATA:
+        _WORKER_DATA[data_key] = load_data(run.name, preset, seed=run.data_seed)[0]
+    trained(run, preset, _WORKER_DATA[data_key], scale=scale, device=device)
+
+
+class Trainer:
+    """Trains a chapter's runs ahead in ``workers`` processes while the chapter goes through them.
+
+    The chapter asks for models in its own order (:meth:`models`); the workers take the runs from the other
+    end (:meth:`start`). Every run is trained under its lock in the run cache, so whoever reaches a run first
+    trains it and the other one waits for it, then loads it: the two meet in the middle, both CPUs stay busy,
+    and each run is trained once, by the code path the chapter uses alone. Workers use the chapter's CPU
+    threads, so a run has the key, and the weights, it would have had trained in the chapter.
+
+    With one worker (the default outside the build, :func:`training_workers`) nothing runs ahead. Use it
+    as a context manager: leaving the block waits for the workers and raises the first error of a run the
+    chapter did not ask for."""
+
+    def __init__(self, *, scale: str, device: str = "auto", workers: int | None = None) -> None:
+        self.scale, self.device = scale, device
+        self.workers = training_workers() if workers is None else workers
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers={workers!r} must be an int >= 1 (None: MCL_WORKERS, else 1)")
+        self._pool: Any = None
+        self._futures: list[Any] = []
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if self._pool is None:
+            return
+        self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+        if kind is None:
+            for future in self._futures:
+                future.result()
+
+    def start(self, runs: list[tuple[Run, Preset]]) -> None:
+        """Hand ``(run, its data set's preset)`` pairs, in the order the chapter will ask for them, to the
+        workers, which take them last first."""
+        if self.workers == 1:
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")  # forking a running kernel is not safe
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        threads = torch.get_num_threads()
+        seen: set[Run] = set()
+        for run, preset in reversed(runs):
+            if run not in seen:
+                seen.add(run)
+                self._futures.append(
+                    self._pool.submit(_train_in_worker, run, preset, self.scale, self.device, threads)
+                )
+
+    def models(self, runs: list[Run], preset: Preset, train: LabeledImages) -> list[torch.nn.Module]:
+        """The models of ``runs``, in order (MCL's run gives one per stage): loaded when trained, waited for
+        while a worker trains them, trained here otherwise."""
+        return [
+            model
+            for run in runs
+            for model in trained(run, preset, train, scale=self.scale, device=self.device)
+        ]

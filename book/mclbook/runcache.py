@@ -1,8 +1,8 @@
 """What a cached computation depends on, and a lock while it is computed.
 
-One rule for every cache of the book (trained unimodal runs, CLIP stages, executed chapters): an entry's
-key is a hash of its inputs (settings, data, seed, CPU threads) and of the source of every module its code
-imports. The modules are found statically (:func:`module_closure`: the transitive closure of the
+One rule for every cache of the book (trained unimodal runs, CLIP stages, probes, executed chapters): an
+entry's key is a hash of its inputs (settings, data, seed, CPU threads) and of the source of every module its
+code imports. The modules are found statically (:func:`module_closure`: the transitive closure of the
 ``import`` statements of the entry modules, read with :mod:`ast`, lazy imports inside functions
 included), so a module that training starts to import is covered without anyone updating a list.
 
@@ -101,6 +101,44 @@ def data_digest(images: Tensor | Any, captions: Sequence[str] | Sequence[Sequenc
     else:
         digest = hashlib.sha256(json.dumps([str(p) for p in images.image_paths]).encode())
     digest.update(json.dumps([c if isinstance(c, str) else list(c) for c in captions]).encode())
+    return digest.hexdigest()[:16]
+
+
+def tensor_digest(digest: Any, name: str, value: Any) -> None:
+    """Feed ``value``, named ``name``, into the hashlib object ``digest``: a tensor's dtype, shape and bytes;
+    the items of a dict, list or tuple (a module's extra state, e.g. MoCo's queue pointers) one by one;
+    anything else by its ``repr``."""
+    if isinstance(value, Tensor):
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"{name}:dict{len(value)}".encode())
+        for key, item in value.items():
+            tensor_digest(digest, f"{name}.{key}", item)
+    elif isinstance(value, list | tuple):
+        digest.update(f"{name}:{type(value).__name__}{len(value)}".encode())
+        for i, item in enumerate(value):
+            tensor_digest(digest, f"{name}[{i}]", item)
+    else:
+        digest.update(f"{name}={value!r}".encode())
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 (16 hex digits) of a model's class and every entry of its ``state_dict`` (parameters and
+    buffers): equal digests, the same function of its input."""
+    digest = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}".encode())
+    for name, tensor in model.state_dict().items():
+        tensor_digest(digest, name, tensor)
+    return digest.hexdigest()[:16]
+
+
+def labeled_digest(data: Any) -> str:
+    """sha256 (16 hex digits) of a :class:`mcl.data.base.LabeledImages`: its images and every attribute's
+    labels."""
+    digest = hashlib.sha256()
+    tensor_digest(digest, "images", data.images)
+    for name, labels in data.labels.items():
+        tensor_digest(digest, name, torch.as_tensor(labels))
     return digest.hexdigest()[:16]
 
 
