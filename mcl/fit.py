@@ -129,9 +129,10 @@ class NonFiniteLossError(FloatingPointError):
     """A training step produced a NaN or infinite loss."""
 
 
-def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    """A generator for one epoch, derived from (seed, epoch): resuming reproduces the same epochs."""
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+def epoch_generator(seed: int, epoch: int, device: torch.device, stream: int = 0) -> torch.Generator:
+    """A generator for one epoch, derived from (seed, epoch): resuming reproduces the same epochs.
+    ``stream`` gives a step's other random draws (e.g. FD's viewmaker noise) a sequence of their own."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch + stream * 2**40)
 
 
 def epoch_batches(

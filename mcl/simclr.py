@@ -55,13 +55,17 @@ class SimCLRStep:
     def begin_epoch(self, epoch: int) -> None:
         self.tau = check_temperature(self.schedule(epoch) if self.schedule else self.config.temperature)
         self.generator = epoch_generator(self.config.seed, epoch, self.device)
+        # the view transform's own stream: its draws do not shift the augmentations', and resuming
+        # reproduces them
+        self.view_generator = epoch_generator(self.config.seed, epoch, self.device, stream=1)
 
     def loss(self, index: Sequence[int], step: int) -> Tensor:
         x = self.data[torch.as_tensor(index, device=self.device)].float().div_(255)
         views = torch.cat([self.augment(x, self.generator), self.augment(x, self.generator)])
         views = views.contiguous(memory_format=torch.channels_last)  # faster convolutions (bench/RESULTS.md)
         if self.view_transform is not None:
-            views = self.view_transform(views).contiguous(memory_format=torch.channels_last)
+            views = self.view_transform(views, self.view_generator)
+            views = views.contiguous(memory_format=torch.channels_last)
         with autocast(self.device):
             z = self.model(views)
         z = F.normalize(z.float(), dim=1)
@@ -98,8 +102,10 @@ def train_simclr(
             None for a seeded shuffle.
         loss_fn: ``loss_fn(z1, z2, temperature)`` on the L2-normalised projections (NT-Xent by default).
         temperature_schedule: ``epoch -> temperature`` instead of ``config.temperature``.
-        view_transform: a module applied to every view after ``augment`` whose parameters join the
-            optimiser (FD's viewmaker).
+        view_transform: a module applied to every view after ``augment``, ``view_transform(views,
+            generator)`` (its random draws from ``generator``, seeded per epoch), whose parameters join the
+            optimiser (FD's :class:`mcl.viewmaker.Viewmaker`; seed its initial weights, they are not
+            the model's).
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")

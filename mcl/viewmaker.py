@@ -87,7 +87,8 @@ class Viewmaker(nn.Module):
 
     budget: the mean absolute perturbation per element (``||delta||_1 = budget * C * H * W`` per
     image); reverse: put the gradient-reversal step on ``delta`` (True for training with one
-    optimiser; False gives the plain gradient, e.g. for a separate viewmaker optimiser).
+    optimiser; False gives the plain gradient, e.g. for a separate viewmaker optimiser); seed: the
+    initial weights' seed (None: drawn from torch's global RNG, whatever state the process left it in).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class Viewmaker(nn.Module):
         width: int = 32,
         blocks: int = 2,
         reverse: bool = True,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
@@ -113,7 +115,15 @@ class Viewmaker(nn.Module):
             raise ValueError(f"width={width!r} must be a positive int, e.g. 32")
         if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
             raise ValueError(f"blocks={blocks!r} must be an int >= 0, e.g. 2")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed={seed!r} must be an int (or None: torch's global RNG draws the weights)")
         self.in_channels, self.budget, self.reverse = in_channels, float(budget), bool(reverse)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):  # the caller's RNG is left alone
+            if seed is not None:
+                torch.manual_seed(seed)
+            self._build(in_channels, width, blocks)
+
+    def _build(self, in_channels: int, width: int, blocks: int) -> None:
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels + 1, width, 3, stride=2, padding=1, padding_mode="reflect"),
             nn.InstanceNorm2d(width, affine=True),

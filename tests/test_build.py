@@ -15,6 +15,8 @@ def test_kernels_share_the_cores_when_chapters_run_side_by_side(monkeypatch):
     # the caller's choices
     assert build.kernel_env({"OMP_NUM_THREADS": "3"}, 2) == {"OMP_NUM_THREADS": "3", "MCL_WORKERS": "2"}
     assert build.kernel_env({"MCL_WORKERS": "1"}, 2)["MCL_WORKERS"] == "1"
+    slotted = build.kernel_env({}, 2, slots=Path("/tmp/slots"))
+    assert slotted["MCL_CPU_SLOTS"] == "2" and slotted["MCL_SLOTS_DIR"] == "/tmp/slots"
 
 
 def test_expected_seconds_prefer_this_build_then_the_committed_results(tmp_path, monkeypatch):

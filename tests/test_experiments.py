@@ -293,28 +293,32 @@ def test_training_workers_come_from_mcl_workers(monkeypatch):
 
 @pytest.mark.slow
 def test_runs_trained_ahead_by_workers_equal_runs_trained_in_the_chapter(tmp_path, monkeypatch):
-    """Two worker processes train a plan's runs (Trifeature, 1,000 renders at 16 px) while this process asks
-    for them in order: every model equals, weight for weight, the one trained here alone, and each run has
-    one checkpoint."""
+    """Two worker processes train and probe groups of runs (Trifeature, 1,000 renders at 16 px) while this
+    process asks for them in order: every model equals, weight for weight, the one trained here alone, each
+    run has one checkpoint and each group one stored probe."""
     setup = TINY
     train, _ = experiments.load_data("trifeature", setup)
-    runs = [
-        experiments.Run("trifeature", "mcl", 0),
-        experiments.Run("trifeature", "simclr", 1000),
-        experiments.Run("trifeature", "ifm", 0),
+    groups = [
+        [experiments.Run("trifeature", "mcl", 0)],
+        [experiments.Run("trifeature", "simclr", 0), experiments.Run("trifeature", "simclr", 1000)],
+        [experiments.Run("trifeature", "ifm", 0)],
+        [experiments.Run("trifeature", "fd", 0)],  # its viewmaker's weights and noise are seeded too
     ]
 
     def weights(folder: str, workers: int) -> list[dict[str, torch.Tensor]]:
         monkeypatch.setenv("MCL_RESULTS_DIR", str(tmp_path / folder / "results"))
+        torch.rand(5)  # this process's global RNG has a history; the workers' have none
         with experiments.Trainer(scale="smoke", device="cpu", workers=workers) as trainer:
-            trainer.start([(run, setup) for run in runs])
-            models = trainer.models(runs, setup, train)
+            trainer.start([(group, setup) for group in groups], probe=True)
+            models = [m for group in groups for m in trainer.models(group, setup, train)]
         return [m.state_dict() for m in models]
 
     alone = weights("alone", 1)
+    assert not list(experiments.probes_dir("smoke").glob("*.json"))  # one process: nothing probed ahead
     ahead = weights("ahead", 2)
-    assert len(alone) == len(ahead) == setup.recipe.n_stages + 2
+    assert len(alone) == len(ahead) == setup.recipe.n_stages + 4
     for a, b in zip(alone, ahead, strict=True):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     checkpoints = sorted(p.parent.name for p in experiments.runs_dir("smoke").glob("*/last.pt"))
-    assert len(checkpoints) == len(set(checkpoints)) == setup.recipe.n_stages + 2
+    assert len(checkpoints) == len(set(checkpoints)) == setup.recipe.n_stages + 3
+    assert len(list(experiments.probes_dir("smoke").glob("*.json"))) == len(groups)  # the workers probed

@@ -67,13 +67,26 @@ def test_temperature_schedule_and_loss_fn_are_used():
 
 
 @pytest.mark.slow
-def test_view_transform_parameters_are_trained():
-    transform = nn.Conv2d(3, 3, 1)
-    before = transform.weight.detach().clone()
-    train_simclr(
-        tiny_model(), tiny_images(), config(epochs=1), augment=SimCLRAugment(16), view_transform=transform
-    )
-    assert not torch.equal(before, transform.weight)
+def test_view_transform_parameters_are_trained_and_its_draws_come_from_its_own_stream():
+    class Transform(nn.Conv2d):
+        def forward(self, x, generator):
+            draws.append(torch.rand(1, generator=generator).item())
+            return super().forward(x)
+
+    runs = []
+    for _ in range(2):
+        draws = []
+        torch.manual_seed(0)
+        transform = Transform(3, 3, 1)
+        before = transform.weight.detach().clone()
+        torch.manual_seed(123)  # the global RNG's state must not matter
+        train_simclr(
+            tiny_model(), tiny_images(), config(epochs=1), augment=SimCLRAugment(16), view_transform=transform
+        )
+        assert not torch.equal(before, transform.weight)
+        runs.append((draws, transform.weight.detach().clone()))
+        torch.rand(7)
+    assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
 
 
 def test_batch_sampler_decides_the_batches():

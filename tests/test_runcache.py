@@ -153,3 +153,34 @@ def test_weights_digest_reads_a_modules_extra_state():
 
     assert runcache.weights_digest(Queue([0, 1])) == runcache.weights_digest(Queue([0, 1]))
     assert runcache.weights_digest(Queue([0, 1])) != runcache.weights_digest(Queue([1, 1]))
+
+
+def _hold_a_slot(folder: str, seconds: float, started) -> None:
+    import os
+
+    os.environ.update(MCL_CPU_SLOTS="1", MCL_SLOTS_DIR=folder)
+    with runcache.cpu_slot():
+        started.set()
+        time.sleep(seconds)
+
+
+@pytest.mark.slow
+def test_cpu_slots_limit_computations_across_processes(tmp_path, monkeypatch):
+    """One slot: while another process holds it, this one waits; unset, nothing waits; nested, no deadlock."""
+    with runcache.cpu_slot():  # no MCL_CPU_SLOTS: holds nothing
+        pass
+    context = multiprocessing.get_context("spawn")
+    started = context.Event()
+    holder = context.Process(target=_hold_a_slot, args=(str(tmp_path), 3.0, started))
+    holder.start()
+    assert started.wait(60)
+    monkeypatch.setenv("MCL_CPU_SLOTS", "1")
+    monkeypatch.setenv("MCL_SLOTS_DIR", str(tmp_path))
+    begin = time.perf_counter()
+    with runcache.cpu_slot(), runcache.cpu_slot():  # re-entrant within a process
+        waited = time.perf_counter() - begin
+    holder.join()
+    assert waited > 1.0
+    monkeypatch.setenv("MCL_CPU_SLOTS", "two")
+    with pytest.raises(ValueError, match="MCL_CPU_SLOTS='two'"), runcache.cpu_slot():
+        pass

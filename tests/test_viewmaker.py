@@ -135,3 +135,22 @@ def test_viewmaker_rejects_bad_arguments(kwargs, name):
         Viewmaker(args.pop("in_channels"), **args)
     with pytest.raises(ValueError, match="x.shape"):
         Viewmaker(3)(torch.rand(2, 1, 8, 8))
+
+
+def test_a_seed_fixes_the_initial_weights_and_leaves_the_global_rng_alone():
+    torch.manual_seed(1)
+    a = Viewmaker(3, width=8, seed=7)
+    after_a = torch.rand(3)
+    torch.manual_seed(1)
+    torch.rand(100)  # another history before the viewmaker
+    b = Viewmaker(3, width=8, seed=7)
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+    torch.manual_seed(1)
+    Viewmaker(3, width=8, seed=8)
+    assert torch.equal(torch.rand(3), after_a)  # the caller's RNG stream did not move
+    c = Viewmaker(3, width=8, seed=8)
+    assert not torch.equal(a.head.weight, c.head.weight)
+    with pytest.raises(ValueError, match="seed=1.5"):
+        Viewmaker(3, seed=1.5)

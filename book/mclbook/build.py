@@ -38,7 +38,7 @@ import jupytext
 import nbformat
 import yaml
 
-from mclbook import pages
+from mclbook import pages, runcache
 from mclbook.runcache import code_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,16 +155,21 @@ def expected_seconds(name: str, scale: str) -> float:
     return 0.0
 
 
-def kernel_env(env: dict[str, str], jobs: int) -> dict[str, str]:
+def kernel_env(env: dict[str, str], jobs: int, slots: Path | None = None) -> dict[str, str]:
     """``env`` for the kernels when chapters run side by side (``jobs`` > 1): each kernel's CPU threads
     ``cpu_count // jobs`` (unless the caller set ``OMP_NUM_THREADS``: N kernels with all cores each would
-    oversubscribe), and ``jobs`` worker processes for a chapter's training runs (``MCL_WORKERS``, unless
-    set; see :class:`mclbook.experiments.Trainer`), so that a chapter left running alone, the longest,
-    still keeps every core busy."""
+    oversubscribe), ``jobs`` worker processes for a chapter's training runs (``MCL_WORKERS``, unless set;
+    :class:`mclbook.experiments.Trainer`), so that a chapter left running alone, the longest, still keeps
+    every core busy, and with ``slots`` (a folder) ``jobs`` CPU slots there that every training run and
+    probe of every process holds while it computes (:func:`mclbook.runcache.cpu_slot`), so that the
+    workers never crowd the cores."""
     if jobs == 1:
         return env
     env = dict(env)
     env.setdefault("MCL_WORKERS", str(jobs))
+    if slots is not None:
+        env.setdefault(runcache.SLOTS_ENV, str(jobs))
+        env.setdefault(runcache.SLOTS_DIR_ENV, str(slots))
     if "OMP_NUM_THREADS" in env:
         return env
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
@@ -220,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         HF_HUB_OFFLINE="1",
         MPLBACKEND="module://matplotlib_inline.backend_inline",
     )
-    env = kernel_env(env, args.jobs)
+    env = kernel_env(env, args.jobs, slots=out / "slots")
     parameters = {"scale": args.scale, "device": args.device}
     data = data_digest()
     logs, inputs = out / "logs", out / "inputs"

@@ -28,7 +28,7 @@ from mcl.simclr import build_model, mcl_simclr, train_recipe
 from mcl.stages import MultistageResult
 from mclbook import runcache
 from mclbook.results import results_dir
-from mclbook.runcache import exclusive
+from mclbook.runcache import computing, cpu_slot, exclusive
 from mclbook.scales import Preset
 
 EXPERIMENTS = ("trifeature", "cifar_mnist", "celeba", "cifar10")
@@ -203,7 +203,7 @@ def simclr(
         seed=seed,
         variant=variant,
     )
-    with exclusive(runs_dir(scale) / key):
+    with computing(runs_dir(scale) / key):
         model, _ = train_recipe(
             train,
             preset.recipe,
@@ -246,7 +246,7 @@ def multistage(
         device=device,
         progress=progress,
         checkpoint_dir=stage_dir,
-        stage_lock=lambda stage: exclusive(stage_dir(stage)),  # a finished stage 0 is free for simclr()
+        stage_lock=lambda stage: computing(stage_dir(stage)),  # a finished stage 0 is free for simclr()
     )
 
 
@@ -281,13 +281,15 @@ def baseline_options(method: str, preset: Preset, **options: float | None) -> di
     return merged  # type: ignore[return-value]
 
 
-def baseline_kwargs(method: str, preset: Preset, in_channels: int, **options: float | None) -> dict[str, Any]:
+def baseline_kwargs(
+    method: str, preset: Preset, in_channels: int, *, seed: int = 0, **options: float | None
+) -> dict[str, Any]:
     """The :func:`mcl.simclr.train_simclr` keywords that turn SimCLR into baseline ``method``:
     ifm: ``loss_fn = ifm_loss(eps, alpha)``; ts: ``temperature_schedule``, a cosine between ``tau_min`` and
     ``tau_max`` with ``period`` epochs; fd: a fresh :class:`~mcl.viewmaker.Viewmaker` (L1 ``budget``,
-    ``width``) as ``view_transform``, and with ``views="viewmaker"`` no other augmentation
-    (:class:`~mcl.augment.NoAugment`) and ``temperature`` as a constant schedule. Settings:
-    :func:`baseline_options`."""
+    ``width``, initial weights from ``seed``) as ``view_transform``, and with ``views="viewmaker"`` no
+    other augmentation (:class:`~mcl.augment.NoAugment`) and ``temperature`` as a constant schedule.
+    Settings: :func:`baseline_options`."""
     from mcl.augment import NoAugment
     from mcl.losses import ifm_loss
     from mcl.schedules import TemperatureSchedule
@@ -302,7 +304,7 @@ def baseline_kwargs(method: str, preset: Preset, in_channels: int, **options: fl
                 tau_min=o["tau_min"], tau_max=o["tau_max"], period=o["period"]
             )
         }
-    fd = {"view_transform": Viewmaker(in_channels, budget=o["budget"], width=int(o["width"]))}
+    fd = {"view_transform": Viewmaker(in_channels, budget=o["budget"], width=int(o["width"]), seed=seed)}
     if o["views"] == "simclr+viewmaker":
         return fd
     tau = float(o["temperature"])
@@ -326,7 +328,7 @@ def baseline(
     **options: float,
 ) -> torch.nn.Module:
     """SimCLR trained as baseline ``method`` (ifm | ts | fd, see :func:`baseline_kwargs`), cached."""
-    kwargs = baseline_kwargs(method, preset, train.images.shape[1], **options)
+    kwargs = baseline_kwargs(method, preset, train.images.shape[1], seed=seed, **options)
     variant = f"{method}:{json.dumps(baseline_options(method, preset, **options), sort_keys=True)}"
     return simclr(
         name,
@@ -381,7 +383,7 @@ def moco(
     config = preset.recipe.config(
         seed=seed, device=device, progress=progress, checkpoint_dir=str(runs_dir(scale) / key)
     )
-    with exclusive(runs_dir(scale) / key):
+    with computing(runs_dir(scale) / key):
         train_moco(model, train.images, config, augment=preset.recipe.augment(tuple(train.images.shape[2:])))
     return model.eval()
 
@@ -440,7 +442,8 @@ def probe(
     with exclusive(path):
         if path.exists():
             return json.loads(path.read_text())
-        accuracies = probe_models(models, train, test, device=device)
+        with cpu_slot():
+            accuracies = probe_models(models, train, test, device=device)
         partial = path.with_name(f"{path.name}.partial")
         partial.write_text(json.dumps(accuracies))
         partial.replace(path)  # whole or absent, even when the process is killed while writing
@@ -526,24 +529,29 @@ def training_workers() -> int:
     return int(value)
 
 
-_WORKER_DATA: dict[str, LabeledImages] = {}
+_WORKER_DATA: dict[str, tuple[LabeledImages, LabeledImages]] = {}
 
 
-def _train_in_worker(run: Run, preset: Preset, scale: str, device: str, threads: int) -> None:
+def _work(runs: list[Run], preset: Preset, scale: str, device: str, threads: int, probe_them: bool) -> None:
+    """In a worker process: train ``runs`` (or load them) and, with ``probe_them``, probe their models."""
     torch.set_num_threads(threads)  # the run key holds the threads: the chapter's, so the chapter finds it
-    data_key = json.dumps([run.name, preset.data, run.data_seed], sort_keys=True, default=str)
+    data_key = json.dumps([runs[0].name, preset.data, runs[0].data_seed], sort_keys=True, default=str)
     if data_key not in _WORKER_DATA:
-        _WORKER_DATA[data_key] = load_data(run.name, preset, seed=run.data_seed)[0]
-    trained(run, preset, _WORKER_DATA[data_key], scale=scale, device=device)
+        _WORKER_DATA[data_key] = load_data(runs[0].name, preset, seed=runs[0].data_seed)
+    train, test = _WORKER_DATA[data_key]
+    models = [model for run in runs for model in trained(run, preset, train, scale=scale, device=device)]
+    if probe_them:
+        probe(models, train, test, scale=scale, device=device)
 
 
 class Trainer:
     """Trains a chapter's runs ahead in ``workers`` processes while the chapter goes through them.
 
-    The chapter asks for models in its own order (:meth:`models`); the workers take the runs from the other
-    end (:meth:`start`). Every run is trained under its lock in the run cache, so whoever reaches a run first
-    trains it and the other one waits for it, then loads it: the two meet in the middle, both CPUs stay busy,
-    and each run is trained once, by the code path the chapter uses alone. Workers use the chapter's CPU
+    The chapter asks for models in its own order (:meth:`models`); the workers take the groups of runs from
+    the other end (:meth:`start`), and probe them when asked to. Every run (and probe) is computed under its
+    lock in its cache, so whoever reaches it first computes it and the other one waits for it, then loads
+    it: the two meet in the middle, every CPU stays busy, and each run is trained once, by the code path the
+    chapter uses alone. Workers use the chapter's CPU
     threads, so a run has the key, and the weights, it would have had trained in the chapter.
 
     With one worker (the default outside the build, :func:`training_workers`) nothing runs ahead. Use it
@@ -569,9 +577,11 @@ class Trainer:
             for future in self._futures:
                 future.result()
 
-    def start(self, runs: list[tuple[Run, Preset]]) -> None:
-        """Hand ``(run, its data set's preset)`` pairs, in the order the chapter will ask for them, to the
-        workers, which take them last first."""
+    def start(self, groups: list[tuple[list[Run], Preset]], *, probe: bool = False) -> None:
+        """Hand ``(runs, their data set's preset)`` groups, in the order the chapter will ask for them, to the
+        workers, which take them last first: a worker trains a group's runs and, with ``probe``, probes the
+        concatenation of their models (:func:`probe`, stored for the chapter to read back). A group's
+        runs share one data set and ``data_seed``."""
         if self.workers == 1:
             return
         import multiprocessing
@@ -581,12 +591,14 @@ class Trainer:
             context = multiprocessing.get_context("spawn")  # forking a running kernel is not safe
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
         threads = torch.get_num_threads()
-        seen: set[Run] = set()
-        for run, preset in reversed(runs):
-            if run not in seen:
-                seen.add(run)
+        seen: set[tuple[Run, ...]] = set()
+        for runs, preset in reversed(groups):
+            if {(run.name, run.data_seed) for run in runs} != {(runs[0].name, runs[0].data_seed)}:
+                raise ValueError(f"a group's runs must share one data set and data_seed, got {runs}")
+            if tuple(runs) not in seen:
+                seen.add(tuple(runs))
                 self._futures.append(
-                    self._pool.submit(_train_in_worker, run, preset, self.scale, self.device, threads)
+                    self._pool.submit(_work, list(runs), preset, self.scale, self.device, threads, probe)
                 )
 
     def models(self, runs: list[Run], preset: Preset, train: LabeledImages) -> list[torch.nn.Module]:

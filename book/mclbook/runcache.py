@@ -18,12 +18,14 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from torch import Tensor
 
 PACKAGES = ("mcl", "mclbook")
@@ -154,4 +156,46 @@ def exclusive(*entries: str | Path) -> Iterator[None]:
         for entry in sorted({Path(e).resolve() for e in entries}):
             entry.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(FileLock(str(entry.with_name(entry.name + ".lock")), is_singleton=True))
+        yield
+
+
+# The build's CPU slots: how many computations may run at once across all its processes, and where their
+# lock files are (set by mclbook.build when it runs chapters side by side; unset, nothing is limited).
+SLOTS_ENV, SLOTS_DIR_ENV = "MCL_CPU_SLOTS", "MCL_SLOTS_DIR"
+
+
+@contextlib.contextmanager
+def cpu_slot(poll_s: float = 0.05) -> Iterator[None]:
+    """Hold one of the build's ``MCL_CPU_SLOTS`` CPU slots (lock files in ``MCL_SLOTS_DIR``) for the block,
+    waiting for one to free: chapters and their worker processes then never run more training runs and
+    probes at a time than the machine has cores for (more would only share the cores, each slower, and
+    evict each other's caches). Without those variables it holds nothing. Take it after an entry's lock
+    (:func:`exclusive`), never before, so a process holding a slot never waits for an entry; within a
+    process slots are re-entrant."""
+    count, folder = os.environ.get(SLOTS_ENV), os.environ.get(SLOTS_DIR_ENV)
+    if not count or not folder:
+        yield
+        return
+    if not count.isdigit() or int(count) < 1:
+        raise ValueError(f"{SLOTS_ENV}={count!r} must be an int >= 1 (CPU slots; unset it to limit nothing)")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    locks = [FileLock(str(Path(folder) / f"slot{i}.lock"), is_singleton=True) for i in range(int(count))]
+    while True:
+        for lock in locks:
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        time.sleep(poll_s)
+
+
+@contextlib.contextmanager
+def computing(*entries: str | Path) -> Iterator[None]:
+    """:func:`exclusive` on ``entries``, then a :func:`cpu_slot`: the way to compute a cache entry."""
+    with exclusive(*entries), cpu_slot():
         yield
