@@ -2,7 +2,8 @@
 ``chromium`` and ``chromium-driver``), served over HTTP from 127.0.0.1 as a reader's browser would get it.
 
 A page fails on a console error, an image that does not load, text that looks like a progress bar
-(``NN%|``), an absolute filesystem path, the building machine's interpreter (``.venv/bin/python``), a Python
+(``NN%|``), an absolute filesystem path, a path into a virtual environment (``.venv/...``: the builder's
+interpreter, or a folder a reader's machine does not have under that name), a Python
 warning or any stderr output, a missing provenance
 line, or a height over ``MAX_PAGE_HEIGHT_PX``. The text checked is all of the page's text, the parts
 behind a "show code" toggle included (a reader can open them). The book's own search must find
@@ -49,8 +50,9 @@ PROGRESS_BAR = re.compile(r"\d{1,3}%\|")
 ABSOLUTE_PATH = re.compile(r"""(?<![^\s'"(\[=,])/(?:[\w.+-]+/)+[\w.+-]*""")
 FINISHED = re.compile(r"Search finished|did not match")
 WARNING = re.compile(r"\b\w*Warning: |^\s*warnings\.warn\(", re.MULTILINE)
-# the building machine's interpreter in a recorded command (a reader runs "python ...")
-BUILDER_INTERPRETER = re.compile(r"\S*\.venv/bin/python")
+# a path into a virtual environment, e.g. the building machine's interpreter in a recorded command (a reader
+# runs "python ...")
+ENV_PATH = re.compile(r"\S*\.venv[/\\]\S*")
 
 # all text of the page (not scripts or styles), the content of closed <details> toggles included
 PAGE_TEXT = """
@@ -193,7 +195,7 @@ def test_page_shows_no_progress_bar_path_or_warning(pages, page):
     paths = ABSOLUTE_PATH.findall(text)
     assert not paths, f"{page}: absolute paths {paths[:5]}"
     assert not WARNING.findall(text), f"{page}: warnings {WARNING.findall(text)[:3]}"
-    assert not BUILDER_INTERPRETER.findall(text), f"{page}: {BUILDER_INTERPRETER.findall(text)[:3]}"
+    assert not ENV_PATH.findall(text), f"{page}: {ENV_PATH.findall(text)[:3]}"
     assert pages[page]["stderr"] == [], f"{page}: stderr output {pages[page]['stderr'][:2]}"
 
 

@@ -242,3 +242,22 @@ def test_pack_runs_a_solved_notebook_offline_from_the_unpacked_zip(tmp_path):
     assert errors(executed) == []
     assert all(line.startswith("right: ") for line in check_lines(executed))
     assert (project / "_build" / "smoke" / "results" / f"{chapter.stem}.json").exists()
+
+
+def test_install_py_lab_starts_jupyter_lab_from_the_packs_environment(tmp_path, monkeypatch, capsys):
+    """``python install.py --lab``: one command on every system, no environment path for people to type."""
+    from mclbook import pack_install
+
+    calls = []
+    monkeypatch.setattr(pack_install.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or Done())
+    assert pack_install.main(["--lab", "--env", str(tmp_path / "env")]) == 1  # nothing installed yet
+    assert "run python install.py first" in capsys.readouterr().err and calls == []
+    python = pack_install.venv_python(tmp_path / "env")
+    python.parent.mkdir(parents=True)
+    python.touch()
+    assert pack_install.main(["--lab", "--env", str(tmp_path / "env")]) == 0
+    assert calls == [[str(python), "-m", "jupyterlab", str(pack_install.HERE / "notebooks")]]
+
+
+class Done:
+    returncode = 0

@@ -10,7 +10,8 @@ standard library, so it runs with any Python 3.11+:
    mode, so the notebooks find the pack's data and records;
 4. runs ``python -m mcl doctor``: environment, data, CPU, GPU and the time the notebooks should take here.
 
-``python install.py --doctor`` runs only step 4.
+``python install.py --doctor`` runs only step 4; ``python install.py --lab`` starts Jupyter Lab on the
+notebooks from that environment (on every system the same command, no path to type).
 """
 
 from __future__ import annotations
@@ -38,12 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--env", type=Path, default=HERE / ".venv", help="where to create the environment")
     parser.add_argument("--doctor", action="store_true", help="only run python -m mcl doctor")
+    parser.add_argument(
+        "--lab", action="store_true", help="start Jupyter Lab on notebooks/, from the environment"
+    )
     parser.add_argument("pip_args", nargs="*", help="more arguments for pip install (after --)")
     args = parser.parse_args(argv)
     if sys.version_info < (3, 11):  # noqa: UP036 - install.py runs under the laptop's own Python, any version
         print(f"Python {sys.version.split()[0]} is too old: install Python 3.11 or newer", file=sys.stderr)
         return 1
     python = venv_python(args.env)
+    if args.lab:
+        if not python.exists():
+            print(f"no environment at {args.env}: run python install.py first", file=sys.stderr)
+            return 1
+        return subprocess.run([str(python), "-m", "jupyterlab", str(HERE / "notebooks")]).returncode
     if not args.doctor:
         if not python.exists():
             print(f"creating {args.env}", flush=True)
@@ -59,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no environment at {args.env}: run python install.py first", file=sys.stderr)
         return 1
     subprocess.run([str(python), "-m", "mcl", "doctor"], cwd=HERE / "notebooks")
-    jupyter = args.env / ("Scripts/jupyter" if os.name == "nt" else "bin/jupyter")
-    print(f"\nready: {jupyter} lab {HERE / 'notebooks'}")
+    print("\nready: python install.py --lab")
     return 0
 
 

@@ -474,15 +474,15 @@ You need Python 3.11 or newer. In this folder run
 python install.py
 ```
 
-It creates `.venv/` here and installs the pinned packages of `requirements.txt`: from `wheels/` when that
-folder exists (no internet needed), else from the package index. Then it runs `python -m mcl doctor`, which
-checks the environment, the data, the CPU and estimates how long each notebook takes on this laptop. Show
-the instructor its output if a line says MISSING or a problem.
+It creates a virtual environment here and installs the pinned packages of `requirements.txt`: from
+`wheels/` when that folder exists (no internet needed), else from the package index. Then it runs
+`python -m mcl doctor`, which checks the environment, the data, the CPU and estimates how long each
+notebook takes on this laptop. Show the instructor its output if a line says MISSING or a problem.
 
 ## Run
 
 ```bash
-.venv/bin/jupyter lab notebooks          # Windows: .venv\\Scripts\\jupyter lab notebooks
+python install.py --lab                  # Jupyter Lab on the notebooks, from that environment
 ```
 
 {listed}
