@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from threadpoolctl import threadpool_limits
 from mcl.evaluate import probe_models
 from mcl.simclr import mcl_simclr, train_recipe
 from mclbook import experiments
+from mclbook.results import search_command
 from mclbook.scales import Preset, preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         cpu_threads=1,
     )
-    command = shlex.join([".venv/bin/python", "book/search_cifar_mnist.py", *sys.argv[1:]])
+    command = search_command(__file__)
     stamp = {"command": command, "date": datetime.date.today().isoformat()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.only or ([] if args.mcl else list(CANDIDATES)):

@@ -27,7 +27,6 @@ import datetime
 import hashlib
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ from mcl.cluster import ami
 from mcl.evaluate import probe_models
 from mcl.simclr import SimCLRRecipe, mcl_simclr, train_recipe
 from mclbook import experiments
-from mclbook.results import updating_record
+from mclbook.results import search_command, updating_record
 from mclbook.scales import Preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     threadpool_limits(1)
-    command = shlex.join([".venv/bin/python", "book/search_cifar_mnist_cure.py", *sys.argv[1:]])
+    command = search_command(__file__)
     for name in args.only or list(CANDIDATES):
         for seed in args.seed or [0]:
             print(f"[search] {name}, seed {seed}", flush=True)

@@ -35,7 +35,6 @@ import dataclasses
 import datetime
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ from mcl.data.mmvp import PATTERNS
 from mcl.data.scenes import PROPERTIES, caption_scenes
 from mcl.evaluate import probe_attributes
 from mclbook import clip_experiments as ce
-from mclbook.results import updating_record
+from mclbook.results import search_command, updating_record
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 5.0  # points of MMVP average
@@ -338,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(1)
     threadpool_limits(1)
-    command = shlex.join([".venv/bin/python", "book/search_clip.py", *sys.argv[1:]])
+    command = search_command(__file__)
     for name in args.only or list(CANDIDATES):
         for seed in args.seed or [0]:
             print(f"[search] {name}, seed {seed}", flush=True)

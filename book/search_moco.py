@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import os
-import shlex
 import sys
 import time
 from dataclasses import asdict
@@ -31,7 +30,7 @@ from mcl.evaluate import probe_models
 from mcl.moco import MoCo, train_moco
 from mcl.simclr import build_model, train_recipe
 from mclbook import experiments
-from mclbook.results import updating_record
+from mclbook.results import search_command, updating_record
 from mclbook.scales import preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     threadpool_limits(1)
-    command = shlex.join([".venv/bin/python", "book/search_moco.py", *sys.argv[1:]])
+    command = search_command(__file__)
     for name in args.only or list(CANDIDATES):
         print(f"[search] {name}, seed {args.seed}", flush=True)
         measured = measure(name, args.seed, args.device)

@@ -20,7 +20,6 @@ import argparse
 import datetime
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from mcl.cluster import ami
 from mcl.evaluate import probe_models
 from mcl.simclr import mcl_simclr, train_recipe
 from mclbook import experiments
-from mclbook.results import updating_record
+from mclbook.results import search_command, updating_record
 from mclbook.scales import preset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     threadpool_limits(1)
-    command = shlex.join([".venv/bin/python", "book/search_trifeature.py", *sys.argv[1:]])
+    command = search_command(__file__)
     stamp = {"command": command, "date": datetime.date.today().isoformat(), "seed": args.seed}
     for name in args.only or list(CANDIDATES):
         print(f"[search] {name}", flush=True)

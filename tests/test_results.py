@@ -1,9 +1,11 @@
 """Results files: round trip, provenance, atomic write, helpful error for a missing file."""
 
 import json
+import sys
 
 import pytest
 
+from mclbook import results
 from mclbook.results import load_results, portable_command, save_results, search_record
 
 
@@ -65,3 +67,10 @@ def test_updating_record_creates_merges_and_keeps_other_rows(tmp_path):
         record["candidates"].clear()
         raise RuntimeError("measurement failed")
     assert set(json.loads(path.read_text())["candidates"]) == {"a", "b"}
+
+
+def test_search_command_names_the_interpreter_and_the_script_as_a_reader_runs_them(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/abs/book/search_moco.py", "--only", "queue 256", "--seed", "1"])
+    command = results.search_command("/somewhere/book/search_moco.py")
+    assert command == "python book/search_moco.py --only 'queue 256' --seed 1"
+    assert results.portable_command(command) == command

@@ -15,7 +15,9 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,6 +148,12 @@ def updating_record(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
         record = json.loads(path.read_text()) if path.exists() else {"candidates": {}}
         yield record
         atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+
+
+def search_command(script: str | os.PathLike) -> str:
+    """The command line a search script (``book/search_*.py``) records with its rows, as a reader would
+    run it from the repository root: ``python book/<script> <this process's arguments>``."""
+    return shlex.join(["python", f"book/{Path(script).name}", *sys.argv[1:]])
 
 
 def search_record(name: str) -> dict[str, Any]:
